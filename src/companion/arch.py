@@ -1,0 +1,154 @@
+"""One description of a fully connected architecture, shared by every part of the book.
+
+:class:`MLPSpec` says everything about a network of the paper's family: depth, width, activation,
+weight and bias scales, the parametrisation, and **where the LayerNorms sit**. The flax models of
+:mod:`companion.models` are built from it, and so are the infinite-width kernels of the theory
+chapters, so a trained network and its kernel limit are never described twice.
+
+Layer convention (paper, App. A and F): hidden layer ``h`` (1-based, ``1 <= h <= depth``) is
+
+    z = Linear_h(xi)  ->  [LN(z) if h in layernorm]  ->  xi = phi(z)
+
+and a final linear map gives the scalar output. LayerNorm sits *between the linear map and the
+nonlinearity*, which is where the theorems place it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Literal
+
+__all__ = ["ACTIVATIONS", "PARAMETRISATIONS", "PLACEMENTS", "MLPSpec", "placement"]
+
+#: Activations the models know (the kernels may support fewer; they say so).
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "erf")
+#: ``standard``: PyTorch-like, as the paper's experiments; ``ntk``: as the paper's theory.
+PARAMETRISATIONS = ("standard", "ntk")
+#: Named LayerNorm placements used in the paper's figures and tables.
+PLACEMENTS = ("none", "first", "second", "last", "every")
+
+
+def placement(name: str, depth: int) -> frozenset[int]:
+    """Hidden layers that carry a LayerNorm for a named placement (``none/first/second/last/every``)."""
+    if name not in PLACEMENTS:
+        raise ValueError(
+            f"unknown LayerNorm placement {name!r}; choose one of {', '.join(PLACEMENTS)} "
+            f"or pass the set of hidden-layer indices (1..depth) directly"
+        )
+    if name == "second" and depth < 2:
+        raise ValueError("placement 'second' needs at least two hidden layers")
+    return frozenset(
+        {"none": (), "first": (1,), "second": (2,), "last": (depth,), "every": range(1, depth + 1)}[name]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPSpec:
+    """A fully connected scalar-output network of the paper's family.
+
+    Parameters
+    ----------
+    depth:
+        Number of hidden layers ``L`` (the paper's experiments use 2).
+    width:
+        Hidden width (128 in the paper's experiments; ignored by infinite-width kernels).
+    activation:
+        One of :data:`ACTIVATIONS`.
+    layernorm:
+        Hidden layers (1-based) with a LayerNorm between their linear map and activation, or a
+        placement name from :data:`PLACEMENTS`.
+    sigma_w:
+        Weight scale. ``standard``: weights uniform with variance ``sigma_w**2 / fan_in``
+        (``sqrt(2)`` is Kaiming/He-uniform). ``ntk``: weights ``N(0, 1)``, the layer computes
+        ``sigma_w / sqrt(fan_in) * W x``.
+    sigma_b:
+        Bias scale: biases ``N(0, sigma_b**2)`` (``standard``) or ``sigma_b * b`` with ``b ~ N(0, 1)``
+        (``ntk``). The paper uses ``sigma_b**2 = 0.01`` and its theory needs ``sigma_b != 0``.
+    parametrisation:
+        ``standard`` (the paper's experiments) or ``ntk`` (the paper's theory).
+    ln_eps:
+        LayerNorm epsilon of finite networks (PyTorch's default 1e-5; the theory has none).
+    ln_affine:
+        Whether LayerNorms learn a scale and shift (the theory's LayerNorm has none).
+    """
+
+    depth: int = 2
+    width: int = 128
+    activation: str = "relu"
+    layernorm: frozenset[int] | str = frozenset()
+    sigma_w: float = math.sqrt(2.0)
+    sigma_b: float = 0.1
+    parametrisation: Literal["standard", "ntk"] = "standard"
+    ln_eps: float = 1e-5
+    ln_affine: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth must be a positive integer (number of hidden layers), got {self.depth!r}")
+        if not isinstance(self.width, int) or self.width < 1:
+            raise ValueError(f"width must be a positive integer, got {self.width!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"
+            )
+        if self.parametrisation not in PARAMETRISATIONS:
+            raise ValueError(
+                f"unknown parametrisation {self.parametrisation!r}; choose 'standard' or 'ntk'"
+            )
+        positions = self.layernorm
+        if isinstance(positions, str):
+            positions = placement(positions, self.depth)
+        positions = frozenset(_as_indices(positions))
+        bad = sorted(p for p in positions if not 1 <= p <= self.depth)
+        if bad:
+            raise ValueError(
+                f"LayerNorm position(s) {bad} are not hidden layers of a depth-{self.depth} network; "
+                f"use indices 1..{self.depth} (LayerNorm sits between a hidden layer's linear map "
+                f"and its activation)"
+            )
+        object.__setattr__(self, "layernorm", positions)
+        for name in ("sigma_w", "sigma_b", "ln_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
+        if self.sigma_w == 0:
+            raise ValueError("sigma_w must be positive: with zero weights the network is constant")
+
+    @property
+    def has_layernorm(self) -> bool:
+        return bool(self.layernorm)
+
+    @property
+    def label(self) -> str:
+        """Short name used in legends and tables: ``no LN``, ``LN first``, ``LN every``, ..."""
+        positions = self.layernorm
+        if not positions:
+            return "no LN"
+        if positions == frozenset(range(1, self.depth + 1)) and self.depth > 1:
+            return "LN every"
+        if len(positions) == 1:
+            (h,) = positions
+            ordinal = {1: "first", 2: "second", 3: "third"}.get(h, f"{h}th")
+            if h == self.depth and h > 2:
+                ordinal = "last"
+            return f"LN {ordinal}"
+        return "LN at " + ",".join(str(h) for h in sorted(positions))
+
+    def replace(self, **changes: object) -> "MLPSpec":
+        """A copy with some fields changed (``spec.replace(layernorm="first")``)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _as_indices(positions: Iterable[int]) -> Iterable[int]:
+    try:
+        values = list(positions)
+    except TypeError:
+        raise ValueError(
+            f"layernorm must be a placement name or a set of hidden-layer indices, got {positions!r}"
+        ) from None
+    for p in values:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise ValueError(f"LayerNorm positions must be integers, got {p!r}")
+    return values

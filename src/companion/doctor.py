@@ -1,0 +1,140 @@
+"""``python -m companion doctor``: is this environment able to run the book?
+
+Prints the versions of the stack, the devices JAX sees, the active profile, the data directory and
+whether neural-tangents imports through :mod:`companion.nt`. Exits with status 1 when something is
+broken, and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["Check", "run_checks", "main"]
+
+#: Distributions whose versions the doctor reports (and compares with requirements.lock when present).
+PACKAGES = (
+    "jax", "jaxlib", "flax", "optax", "neural-tangents", "numpy", "scipy", "matplotlib",
+    "jupyter-book", "myst-nb", "jupytext",
+)
+
+
+@dataclasses.dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _lock_pins() -> dict[str, str]:
+    lock = Path(__file__).resolve().parents[2] / "requirements.lock"
+    pins: dict[str, str] = {}
+    if lock.is_file():
+        for line in lock.read_text().splitlines():
+            if "==" in line and not line.lstrip().startswith("#"):
+                name, version = line.split("==", 1)
+                pins[name.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def _versions() -> Check:
+    pins = _lock_pins()
+    parts, drift = [], []
+    for name in PACKAGES:
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        parts.append(f"{name} {version}")
+        pinned = pins.get(name)
+        if pinned and version != pinned and version != "not installed":
+            drift.append(f"{name} {version} (lock: {pinned})")
+    detail = ", ".join(parts)
+    if drift:
+        detail += "\n      differs from requirements.lock: " + ", ".join(drift)
+    return Check("versions", True, detail)
+
+
+def _python() -> Check:
+    version = platform.python_version()
+    ok = sys.version_info >= (3, 11)
+    note = "" if sys.version_info[:2] == (3, 11) else " (the lock is verified on 3.11)"
+    return Check("python", ok, version + note, "" if ok else "use Python 3.11 (see README)")
+
+
+def _jax() -> Check:
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        devices = ", ".join(f"{d.platform}:{d.device_kind}" for d in jax.devices())
+        value = float(jax.jit(lambda a: (a @ a).sum())(jnp.ones((4, 4))))
+        if value != 64.0:
+            return Check("jax", False, f"a 4x4 matrix product gave {value}, expected 64", "reinstall jaxlib")
+        return Check("jax", True, f"devices: {devices}; x64 {'on' if jax.config.jax_enable_x64 else 'off'}")
+    except Exception as error:  # report, do not crash: this is a diagnostic tool
+        return Check("jax", False, f"{type(error).__name__}: {error}", "pip install --no-deps -r requirements.lock")
+
+
+def _profile() -> Check:
+    from companion import profile, progress
+
+    try:
+        name = profile.active()
+        bars = "on" if progress.enabled() else "off"
+    except ValueError as error:
+        return Check("profile", False, str(error), f"unset ${profile.ENV_VAR} or set it to ci or full")
+    return Check("profile", True, f"{name} (${profile.ENV_VAR}); progress bars {bars}")
+
+
+def _data() -> Check:
+    from companion import data
+
+    path = data.data_dir()
+    state = "exists" if path.is_dir() else "not created yet (downloads will create it)"
+    return Check("data", True, f"{path} [{state}] (${data.ENV_VAR})")
+
+
+def _neural_tangents() -> Check:
+    try:
+        from companion.nt import nt, patched_names, stax
+
+        import jax.numpy as jnp
+
+        _, _, kernel_fn = stax.serial(stax.Dense(8, b_std=0.1), stax.LayerNorm(), stax.Relu(), stax.Dense(1, b_std=0.1))
+        value = float(kernel_fn(jnp.ones((1, 2)), None, "ntk")[0, 0])
+        if not value > 0:
+            return Check("neural-tangents", False, f"LayerNorm NTK diagonal is {value}", "reinstall from requirements.lock")
+        shim = f"{len(patched_names)} JAX names shimmed" if patched_names else "no shim needed"
+        return Check("neural-tangents", True, f"{nt.__version__} imports via companion.nt ({shim})")
+    except Exception as error:
+        return Check(
+            "neural-tangents", False, f"{type(error).__name__}: {error}",
+            "pip install --no-deps neural-tangents==0.6.5 frozendict (and jax<=0.9.2)",
+        )
+
+
+CHECKS: tuple[Callable[[], Check], ...] = (_python, _versions, _jax, _profile, _data, _neural_tangents)
+
+
+def run_checks() -> list[Check]:
+    """Run every check; never raises."""
+    return [check() for check in CHECKS]
+
+
+def main() -> int:
+    """Print the report; return 0 when every check passed, else 1."""
+    checks = run_checks()
+    print(f"companion doctor (layernorm-companion {importlib.metadata.version('layernorm-companion')})")
+    for check in checks:
+        print(f"  [{'ok' if check.ok else 'FAIL'}] {check.name:16s} {check.detail}")
+        if not check.ok:
+            print(f"         fix: {check.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    print("all good" if not failed else f"{len(failed)} problem(s): {', '.join(failed)}")
+    return 1 if failed else 0

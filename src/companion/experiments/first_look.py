@@ -1,0 +1,109 @@
+"""Chapter "What goes wrong far from the data": the paper's phenomenon in one experiment.
+
+Two-hidden-layer ReLU networks of width 128, with and without one LayerNorm (after the first
+hidden layer's linear map), are trained with full-batch Adam on a noisy sine sampled on
+``[-1, 1]``, several seeds at once, and evaluated far outside the training interval.
+
+Protocol (``full`` profile) follows the paper's toy study (Sec. 4.1, Table 3): 100 points, Adam with
+learning rate 1e-3, 3000 full-batch epochs, 5 seeds, standard (PyTorch-like) parametrisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+from companion import profile
+from companion.arch import MLPSpec
+from companion.data.toy import ToyData, make_1d
+from companion.stats import MeanCI, mean_ci
+from companion.train import fit
+
+__all__ = ["Config", "CONFIGS", "config", "Result", "architectures", "run", "shell_mean_abs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Sizes of the experiment; one instance per profile in :data:`CONFIGS`."""
+
+    seeds: int
+    epochs: int
+    grid_points: int
+    n_train: int = 100
+    noise: float = 0.05
+    depth: int = 2
+    width: int = 128
+    learning_rate: float = 1e-3
+    reach: float = 25.0
+    data_seed: int = 0
+
+
+CONFIGS = {
+    "ci": Config(seeds=4, epochs=2000, grid_points=401),
+    "full": Config(seeds=5, epochs=3000, grid_points=1001),
+}
+
+
+def config(profile_name: str | None = None) -> Config:
+    """The configuration of the active profile (or of ``profile_name``)."""
+    return profile.select(CONFIGS, profile_name)
+
+
+def architectures(cfg: Config) -> dict[str, MLPSpec]:
+    """The two networks compared: no LayerNorm, and one LayerNorm in the first hidden layer."""
+    base = MLPSpec(depth=cfg.depth, width=cfg.width, activation="relu")
+    specs = [base, base.replace(layernorm="first")]
+    return {spec.label: spec for spec in specs}
+
+
+@dataclasses.dataclass
+class Result:
+    """Everything the chapter plots and checks."""
+
+    config: Config
+    data: ToyData
+    specs: dict[str, MLPSpec]
+    grid: np.ndarray
+    predictions: dict[str, np.ndarray]
+    train_mse: dict[str, np.ndarray]
+    seconds: dict[str, float]
+
+    def summary(self, label: str) -> MeanCI:
+        """Mean and 95% band over seeds of the predictions of ``label`` on :attr:`grid`."""
+        return mean_ci(self.predictions[label], axis=0)
+
+    def distance(self) -> np.ndarray:
+        """|x| of each grid point in units of the training half-width."""
+        return np.abs(self.grid) / self.data.half_width
+
+
+def shell_mean_abs(result: Result, label: str, inner: float, outer: float) -> float:
+    """Mean of |f(x)| over seeds and grid points with ``inner <= |x|/half-width <= outer``."""
+    d = result.distance()
+    mask = (d >= inner) & (d <= outer)
+    if not mask.any():
+        raise ValueError(f"no grid point lies between {inner} and {outer} half-widths")
+    return float(np.mean(np.abs(result.predictions[label][:, mask])))
+
+
+def run(cfg: Config | None = None) -> Result:
+    """Train every architecture on the toy sine for ``cfg.seeds`` seeds and predict on a wide grid."""
+    cfg = cfg or config()
+    data = make_1d("sine", n=cfg.n_train, noise=cfg.noise, seed=cfg.data_seed)
+    centre = sum(data.x_range) / 2
+    reach = cfg.reach * data.half_width
+    grid = np.linspace(centre - reach, centre + reach, cfg.grid_points)
+    specs = architectures(cfg)
+    predictions, train_mse, seconds = {}, {}, {}
+    for label, spec in specs.items():
+        start = time.perf_counter()
+        trained = fit(
+            spec, data.x, data.y, seeds=range(cfg.seeds), epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate, desc=label,
+        )
+        predictions[label] = trained.predict(grid[:, None])
+        train_mse[label] = np.mean((trained.predict(data.x) - data.y) ** 2, axis=1)
+        seconds[label] = time.perf_counter() - start
+    return Result(cfg, data, specs, grid, predictions, train_mse, seconds)

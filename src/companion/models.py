@@ -1,0 +1,109 @@
+"""Flax networks built from an :class:`~companion.arch.MLPSpec`.
+
+The model is the paper's fully connected network (App. A): ``depth`` hidden layers, each a linear
+map, an optional parameter-free LayerNorm, and an activation, then a linear read-out to a scalar.
+
+Two parametrisations (:attr:`MLPSpec.parametrisation`):
+
+* ``standard`` (the paper's experiments, App. J): ``y = W x + b`` with
+  ``W ~ U(-a, a)``, ``a = sigma_w * sqrt(3 / fan_in)`` (Kaiming/He-uniform for ``sigma_w = sqrt(2)``)
+  and ``b ~ N(0, sigma_b^2)``.
+* ``ntk`` (the paper's theory, App. A.1): ``y = sigma_w / sqrt(fan_in) * W x + sigma_b * b`` with
+  ``W_ij, b_i ~ N(0, 1)``. Same function class at initialisation, different training dynamics.
+
+Outputs have shape ``(n, 1)``, the convention of neural-tangents.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from companion.arch import MLPSpec
+
+__all__ = ["MLP", "Dense", "activation_fn", "check_inputs"]
+
+
+def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The elementwise nonlinearity called ``name`` (see :data:`companion.arch.ACTIVATIONS`)."""
+    table: dict[str, Callable[[jax.Array], jax.Array]] = {
+        "relu": jax.nn.relu,
+        "leaky_relu": lambda z: jax.nn.leaky_relu(z, negative_slope=0.01),
+        "gelu": lambda z: jax.nn.gelu(z, approximate=False),
+        "silu": jax.nn.silu,
+        "tanh": jnp.tanh,
+        "erf": jax.scipy.special.erf,
+    }
+    if name not in table:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(table)}")
+    return table[name]
+
+
+def check_inputs(x: jax.Array, n_features: int | None = None) -> None:
+    """Raise a clear error unless ``x`` is a finite-shaped 2-D array ``(n_points, n_features)``."""
+    if getattr(x, "ndim", None) != 2:
+        raise ValueError(
+            f"inputs must be a 2-D array of shape (n_points, n_features), got shape "
+            f"{getattr(x, 'shape', type(x).__name__)}; reshape 1-D inputs with x[:, None]"
+        )
+    if n_features is not None and x.shape[1] != n_features:
+        raise ValueError(f"inputs have {x.shape[1]} features but the model expects {n_features}")
+
+
+class Dense(nn.Module):
+    """A linear layer in the ``standard`` or ``ntk`` parametrisation (see the module docstring)."""
+
+    features: int
+    parametrisation: str = "standard"
+    sigma_w: float = math.sqrt(2.0)
+    sigma_b: float = 0.1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        fan_in = x.shape[-1]
+        shape = (fan_in, self.features)
+        if self.parametrisation == "standard":
+            bound = self.sigma_w * math.sqrt(3.0 / fan_in)
+            kernel = self.param(
+                "kernel", lambda key: jax.random.uniform(key, shape, x.dtype, -bound, bound)
+            )
+            bias = self.param(
+                "bias", lambda key: self.sigma_b * jax.random.normal(key, (self.features,), x.dtype)
+            )
+            return x @ kernel + bias
+        if self.parametrisation == "ntk":
+            kernel = self.param("kernel", lambda key: jax.random.normal(key, shape, x.dtype))
+            bias = self.param("bias", lambda key: jax.random.normal(key, (self.features,), x.dtype))
+            return (self.sigma_w / math.sqrt(fan_in)) * (x @ kernel) + self.sigma_b * bias
+        raise ValueError(f"unknown parametrisation {self.parametrisation!r}; choose 'standard' or 'ntk'")
+
+
+class MLP(nn.Module):
+    """The paper's fully connected network, described by ``spec``.
+
+    ``MLP(spec).apply({"params": p}, x)`` maps ``x`` of shape ``(n, d)`` to ``(n, 1)``.
+    """
+
+    spec: MLPSpec
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        check_inputs(x)
+        spec = self.spec
+        phi = activation_fn(spec.activation)
+        h = x
+        for layer in range(1, spec.depth + 1):
+            h = Dense(spec.width, spec.parametrisation, spec.sigma_w, spec.sigma_b, name=f"dense_{layer}")(h)
+            if layer in spec.layernorm:
+                h = nn.LayerNorm(
+                    epsilon=spec.ln_eps,
+                    use_bias=spec.ln_affine,
+                    use_scale=spec.ln_affine,
+                    name=f"layernorm_{layer}",
+                )(h)
+            h = phi(h)
+        return Dense(1, spec.parametrisation, spec.sigma_w, spec.sigma_b, name="readout")(h)
