@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make book   create .venv from the lock, execute every chapter, write the HTML
+#   make test   create .venv from the lock, run the tests (unit tests, the book built from
+#               scratch with every chapter executed and warnings as errors, pairing checks)
+# Both create the virtual environment .venv on first use (and again when the lock changes).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SOURCES := $(shell find src -name '*.py' 2>/dev/null)
+
+.PHONY: book test env doctor clean lock
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "requirements.lock is verified on Python 3.11, found %d.%d; run: make PYTHON=/path/to/python3.11" % v)'
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
+	touch $@
+
+# jupyter-cache keys a notebook on its code cells only: drop the cache when the package or the
+# pinned environment change, so the book never shows results of old code.
+_build/.cache-key: $(SOURCES) requirements.lock
+	rm -rf _build/.jupyter_cache
+	mkdir -p _build && touch $@
+
+book: $(STAMP) _build/.cache-key
+	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+doctor: $(STAMP)
+	$(BIN)/python -m companion doctor
+
+lock:
+	bash tools/update-lock.sh
+
+clean:
+	rm -rf _build

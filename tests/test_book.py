@@ -1,0 +1,65 @@
+"""The whole book builds from scratch with every chapter executed and warnings as errors.
+
+This is how the test suite executes the chapters (the one way: through the book build). Any
+exception in a cell, any output on stderr (warnings included), any broken cross-reference or
+citation fails the build.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.book
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    env = os.environ | {"COMPANION_PROFILE": "ci", "COMPANION_PROGRESS": "0"}
+    build = subprocess.run(
+        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
+        capture_output=True, text=True, env=env,
+    )
+    log = build.stdout + build.stderr
+    (out / "build.log").write_text(log)
+    assert build.returncode == 0, "book build failed:\n" + log[-6000:]
+    assert "WARNING" not in re.sub(r"\[IPKernelApp\] WARNING \| Kernel is running over TCP[^\n]*", "", log)
+    return out / "_build" / "html"
+
+
+def test_every_toc_page_is_rendered(html: Path) -> None:
+    toc = (ROOT / "_toc.yml").read_text()
+    for page in re.findall(r"(?:file|root): (\S+)", toc):
+        assert (html / f"{page}.html").is_file(), page
+
+
+def test_first_chapter_has_its_figure_and_passed_its_checks(html: Path) -> None:
+    page = (html / "book" / "first-look.html").read_text()
+    assert "all checks passed" in page
+    assert 'id="fig-first-look"' in page
+    images = re.findall(r'<img[^>]+src="([^"]+)"', page)
+    figures = [src for src in images if "_images/" in src]
+    assert figures, "the chapter shows no figure"
+    for src in figures:
+        assert (html / "book" / src).resolve().is_file(), src
+    # Numbers in the text are glued from the computation, never left as placeholders.
+    assert "{glue:text}" not in page
+
+
+def test_colab_button_points_at_the_notebook(html: Path) -> None:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    owner_repo = config["repository"]["url"].removeprefix("https://github.com/").rstrip("/")
+    branch = config["repository"]["branch"]
+    page = (html / "book" / "first-look.html").read_text()
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/first-look.ipynb"
+    assert page.count(expected) >= 2, "both the launch button and the chapter's link should open the .ipynb"
