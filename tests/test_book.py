@@ -44,14 +44,14 @@ def test_every_toc_page_is_rendered(html: Path) -> None:
 
 
 def test_first_chapter_has_its_figure_and_passed_its_checks(html: Path) -> None:
-    page = (html / "book" / "first-look.html").read_text()
+    page = (html / "book" / "introduction" / "first-look.html").read_text()
     assert "all checks passed" in page
     assert 'id="fig-first-look"' in page
     images = re.findall(r'<img[^>]+src="([^"]+)"', page)
     figures = [src for src in images if "_images/" in src]
     assert figures, "the chapter shows no figure"
     for src in figures:
-        assert (html / "book" / src).resolve().is_file(), src
+        assert (html / "book" / "introduction" / src).resolve().is_file(), src
     # Numbers in the text are glued from the computation, never left as placeholders.
     assert "{glue:text}" not in page
 
@@ -60,6 +60,6 @@ def test_colab_button_points_at_the_notebook(html: Path) -> None:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     owner_repo = config["repository"]["url"].removeprefix("https://github.com/").rstrip("/")
     branch = config["repository"]["branch"]
-    page = (html / "book" / "first-look.html").read_text()
-    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/first-look.ipynb"
+    page = (html / "book" / "introduction" / "first-look.html").read_text()
+    expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/introduction/first-look.ipynb"
     assert page.count(expected) >= 2, "both the launch button and the chapter's link should open the .ipynb"
