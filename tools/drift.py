@@ -13,12 +13,13 @@ package registries, with the Python that runs it:
    package's ``git+<repository>@<branch>`` is replaced by a copy of this checkout (so a change is
    checked before it is pushed);
 3. each chapter (default: every notebook under ``book/<part>/``) is executed with nbclient in the
-   ``ci`` profile, as a reader would run it top to bottom (the Colab cell itself skips outside Colab).
+   ``ci`` profile, as a reader would run it top to bottom (the Colab cell itself skips outside Colab),
+   after ``python -m companion doctor`` checked that JAX works and neural-tangents imports.
 
 The report, in Markdown (versions, each chapter's status and time, every failing cell with its
 source and error, and what the chapters wrote to stderr), goes to FILE (default
 ``_build/drift/report.md``), with the same facts as JSON beside it. The exit status is 1 when the
-install or a chapter failed. Only the standard library is used here; step 3 runs this same file
+install, the doctor or a chapter failed. Only the standard library is used here; step 3 runs this same file
 inside the new environment, where nbclient is installed.
 """
 
@@ -32,6 +33,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -128,9 +130,10 @@ def install(venv: Path, chapters: list[Path], log: list[str]) -> Path:
     cells = {tuple(colab_install_lines(chapter)) for chapter in chapters}
     if len(cells) != 1:
         raise ValueError("the chapters' Colab install cells differ; they must install the same way:\n" + "\n".join(map(str, cells)))
-    source_uri = copy_checkout(venv / "src" / "layernorm-companion")
-    for line in cells.pop():
-        _pip(python, pip_arguments(line, source_uri), log)
+    with tempfile.TemporaryDirectory(prefix="drift-") as scratch:
+        source_uri = copy_checkout(Path(scratch) / "layernorm-companion")
+        for line in cells.pop():
+            _pip(python, pip_arguments(line, source_uri), log)
     return python
 
 
@@ -143,6 +146,14 @@ def installed_versions(python: Path) -> dict[str, str]:
         [str(python), "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, check=True
     ).stdout.strip()
     return {"python": python_version} | {name: versions.get(name, "not installed") for name in REPORTED}
+
+
+def doctor(python: Path) -> dict:
+    """``python -m companion doctor`` in the new environment: JAX works, neural-tangents imports
+    through companion.nt and computes a LayerNorm kernel (whether or not a chapter uses it yet)."""
+    env = os.environ | {"COMPANION_PROFILE": "ci", "COMPANION_PROGRESS": "0"}
+    result = subprocess.run([str(python), "-m", "companion", "doctor"], capture_output=True, text=True, env=env)
+    return {"ok": result.returncode == 0, "output": (result.stdout + result.stderr).strip()}
 
 
 def newest_on_index(python: Path) -> dict[str, str]:
@@ -217,14 +228,11 @@ def execute(python: Path, chapters: list[Path], workdir: Path) -> list[dict]:
     env = os.environ | {
         "COMPANION_PROFILE": "ci",
         "COMPANION_PROGRESS": "0",
-        # The kernel must be the new environment's: look for kernel specs there first.
+        # The kernel must be the new environment's: its ipykernel's "python3" spec (whose "python"
+        # jupyter_client replaces by this interpreter) comes first, before any user's or system's.
         "JUPYTER_PATH": str(python.parent.parent / "share" / "jupyter"),
         "JUPYTER_DATA_DIR": str(workdir / "jupyter-data"),
     }
-    probe = subprocess.run(
-        [str(python), "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True, check=True
-    )
-    env["COMPANION_DRIFT_PREFIX"] = probe.stdout.strip()
     subprocess.run(
         [str(python), str(Path(__file__).resolve()), "--execute-into", str(out), *map(str, chapters)],
         env=env, check=True,
@@ -239,8 +247,11 @@ def render(facts: dict) -> str:
     chapters = facts["chapters"]
     failed = [c for c in chapters if not c["ok"]]
     versions = facts.get("versions", {})
+    doctor_failed = not facts.get("doctor", {"ok": True})["ok"]
     if facts.get("error"):
         title = "the Colab install of the book, or the run of its chapters, failed"
+    elif doctor_failed:
+        title = "`python -m companion doctor` fails on the newest JAX, flax and optax"
     elif failed:
         title = f"{len(failed)} of {len(chapters)} chapter(s) failed on the newest JAX, flax and optax"
     else:
@@ -256,6 +267,10 @@ def render(facts: dict) -> str:
     lines += facts["commands"] + ["```", ""]
     if facts.get("error"):
         lines += ["```", facts["error"], "```", ""]
+    if facts.get("doctor"):
+        summary = "passed" if facts["doctor"]["ok"] else "FAILED"
+        lines += [f"<details><summary>python -m companion doctor {summary}</summary>", "", "```",
+                  facts["doctor"]["output"], "```", "</details>", ""]
     if chapters:
         lines += ["| chapter | status | seconds |", "|---|---|---|"]
         lines += [f"| {c['chapter']} | {'ok' if c['ok'] else 'FAILED'} | {c['seconds']} |" for c in chapters]
@@ -288,8 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     chapters = [path.resolve() for path in args.chapters] or all_chapters()
 
     if args.execute_into:  # step 3, inside the new environment
-        if os.environ.get("COMPANION_DRIFT_PREFIX") not in (None, sys.prefix):
-            raise SystemExit(f"expected the Python of {os.environ['COMPANION_DRIFT_PREFIX']}, got {sys.prefix}")
         _execute_chapters([str(c) for c in chapters], args.execute_into)
         return 0
 
@@ -304,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         facts["install_seconds"] = round(time.perf_counter() - start, 1)
         facts["versions"] = installed_versions(python)
         facts["newest"] = newest_on_index(python)
+        facts["doctor"] = doctor(python)
         facts["chapters"] = execute(python, chapters, args.report.parent)
     except (InstallError, ValueError, subprocess.CalledProcessError) as error:
         facts["error"] = f"{type(error).__name__}: {error}"
@@ -312,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     args.report.write_text(text + "\n")
     args.report.with_suffix(".json").write_text(json.dumps(facts, indent=1) + "\n")
     print(text)
-    ok = not facts.get("error") and all(c["ok"] for c in facts["chapters"])
+    ok = not facts.get("error") and facts.get("doctor", {}).get("ok", False) and all(c["ok"] for c in facts["chapters"])
     return 0 if ok else 1
 
 
