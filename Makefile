@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
 .PHONY: book test env doctor clean lock
+.PHONY: gpu-env drift
 
 env: $(STAMP)
 
@@ -40,6 +41,15 @@ doctor: $(STAMP)
 
 lock:
 	bash tools/update-lock.sh
+
+# The CUDA 12 build of the pinned JAX, for the `full` profile on an NVIDIA GPU (tools/run-full.sh).
+gpu-env: $(STAMP)
+	$(BIN)/python -m pip install --quiet "jax[cuda12]==$$(sed -n 's/^jax==//p' requirements.lock)"
+
+# The weekly drift check: install the book as the Colab cell does, in a fresh environment, on the
+# newest jax/flax/optax that pyproject.toml admits, and execute every chapter (needs PyPI).
+drift:
+	$(PYTHON) tools/drift.py
 
 clean:
 	rm -rf _build
