@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 #: Labelled images per race code (White, Black, Asian, Indian, Others).
-PER_RACE = (12, 6, 5, 5, 7)
+PER_RACE = (12, 6, 5, 5, 15)
 #: Image files whose names must be reported as malformed, with the reason's key words.
 MALFORMED = {
     "39_1_20170116174525125.jpg.chip.jpg": "does not read",  # a field missing, as in the real release
