@@ -50,7 +50,7 @@ def _ages(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def make_standin(n: int = 3000, dim: int = 512, seed: int = 0, noise: float = 0.6, age_noise: float = 0.4,
-                 ood_distance: float = 3.0, ood_fade: float = 0.9) -> StandIn:
+                 ood_distance: float = 5.0, ood_fade: float = 0.9) -> StandIn:
     """Sample ``n`` stand-in faces (see the module docstring) with ``numpy.random.default_rng(seed)``."""
     if n < 50:
         raise ValueError(f"n must be at least 50 so that every group has members, got {n}")

@@ -169,6 +169,13 @@ class Result:
         """Mean R² and its 95% confidence interval over seeds."""
         return mean_ci(self.r2[label][split])
 
+    def error_at_the_ends(self, label: str, share: float = 0.2) -> tuple[float, float]:
+        """Mean absolute error in years (seed-averaged) of the OOD faces *least* and *most* similar
+        to the training faces: the lowest and the highest ``share`` of :attr:`similarity`."""
+        low, high = np.quantile(self.similarity, [share, 1 - share])
+        error = self.mean_error[label]
+        return float(error[self.similarity <= low].mean()), float(error[self.similarity >= high].mean())
+
     def table(self) -> Any:
         """Table 2: our R² (mean ± 95% CI) beside the paper's, one row per head."""
         import pandas as pd
