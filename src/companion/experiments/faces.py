@@ -189,7 +189,7 @@ class Result:
         return pd.DataFrame.from_dict(rows, orient="index")[columns]
 
     def to_json(self, path: str | Path) -> Path:
-        """Save the result with its provenance as a small JSON file (a few hundred kB)."""
+        """Save the result with its provenance as a small JSON file (about 150 kB for the full run)."""
         def floats(a: Any) -> list[float]:
             return [float(f"{v:.6g}") for v in np.ravel(a)]
 
