@@ -86,24 +86,36 @@ class MLP(nn.Module):
     """The paper's fully connected network, described by ``spec``.
 
     ``MLP(spec).apply({"params": p}, x)`` maps ``x`` of shape ``(n, d)`` to ``(n, 1)``.
+
+    ``ln_mask`` (a boolean array of shape ``(depth,)``) overrides ``spec.layernorm`` with *data*:
+    hidden layer ``h`` is normalised where ``ln_mask[h - 1]`` is true. Parameter-free LayerNorms
+    (``ln_affine=False``) add no parameters, so networks that differ only in where their
+    LayerNorms sit share one parameter tree, and ``jax.vmap`` over ``ln_mask`` trains all of them
+    in one compiled program (:func:`companion.train.fit_variants`).
     """
 
     spec: MLPSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, ln_mask: jax.Array | None = None) -> jax.Array:
         check_inputs(x)
         spec = self.spec
+        if ln_mask is not None:
+            if spec.ln_affine:
+                raise ValueError("ln_mask needs parameter-free LayerNorms (ln_affine=False)")
+            if jnp.shape(ln_mask) != (spec.depth,):
+                raise ValueError(f"ln_mask must have shape ({spec.depth},), got {jnp.shape(ln_mask)}")
         phi = activation_fn(spec.activation)
         h = x
         for layer in range(1, spec.depth + 1):
             h = Dense(spec.width, spec.parametrisation, spec.sigma_w, spec.sigma_b, name=f"dense_{layer}")(h)
-            if layer in spec.layernorm:
-                h = nn.LayerNorm(
+            if ln_mask is not None or layer in spec.layernorm:
+                normalised = nn.LayerNorm(
                     epsilon=spec.ln_eps,
                     use_bias=spec.ln_affine,
                     use_scale=spec.ln_affine,
                     name=f"layernorm_{layer}",
                 )(h)
+                h = normalised if ln_mask is None else jnp.where(ln_mask[layer - 1], normalised, h)
             h = phi(h)
         return Dense(1, spec.parametrisation, spec.sigma_w, spec.sigma_b, name="readout")(h)
