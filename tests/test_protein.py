@@ -127,6 +127,9 @@ def test_command_line_runs_an_experiment_by_name(monkeypatch: pytest.MonkeyPatch
     assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2})]
     assert protein.profile.active() == "full", "the flag also sets the profile for progress bars"
     with pytest.raises(SystemExit):
+        cli.main(["run", "protein", "--seeds-at-once", "0"])
+    assert "expected a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
         cli.main(["run", "no-such-experiment"])
     assert "unknown experiment" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("experiment", help="experiment module name, e.g. protein")
     run.add_argument("--profile", choices=("ci", "full"), help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
     run.add_argument("--out", type=Path, help="output folder (default: artefacts/<experiment>/<profile>/ of the checkout)")
-    run.add_argument("--seeds-at-once", type=int, metavar="N",
+    run.add_argument("--seeds-at-once", type=_positive_int, metavar="N",
                      help="train N seeds together (default: all; use 1 on a CPU to save each seed as it finishes)")
     args = parser.parse_args(argv)
     if args.command == "doctor":
@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         return _run(parser, args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover (argparse rejects it first)
     return 2
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

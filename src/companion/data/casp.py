@@ -1,4 +1,4 @@
-"""The UCI protein data set of the paper's Sec. 4.2 (chapter "Protein structure: Table 1 and Figure 3").
+"""The UCI protein data set of the paper's Sec. 4.2 (chapter "Proteins larger than any seen in training").
 
 *Physicochemical Properties of Protein Tertiary Structure* (Rana 2013, doi:10.24432/C5QW3H): the
 file ``CASP.csv`` has 45,730 rows, the target ``RMSD`` (in Angstrom, 0 to about 21; UCI calls it

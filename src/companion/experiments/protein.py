@@ -1,4 +1,4 @@
-"""Chapter "Protein structure: Table 1 and Figure 3": the paper's Sec. 4.2 on UCI CASP.
+"""Chapter "Proteins larger than any seen in training": the paper's Sec. 4.2 (Table 1, Figure 3).
 
 Two-hidden-layer ReLU networks of width 128 (no LayerNorm; LN in every, the first or the second
 hidden layer) and an XGBoost baseline predict a protein's RMSD from nine physicochemical features.
