@@ -11,6 +11,7 @@ __all__ = ["main", "EXPERIMENTS"]
 #: ``python -m companion run <name> [options]``: each experiment's module, whose ``main(argv)``
 #: parses the options and runs it. One line per experiment.
 EXPERIMENTS = {
+    "protein": "companion.experiments.protein",
     "faces": "companion.experiments.faces",
 }
 
