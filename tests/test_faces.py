@@ -13,7 +13,7 @@ import pytest
 from companion import cli
 from companion.data import image_features, utkface
 from companion.data.face_standin import UTKFACE_COUNTS, make_standin
-from companion.evaluate import average_cosine_similarity, lowess_band, r2_score
+from companion.stats import average_cosine_similarity, lowess_band, r2_score
 from companion.experiments import faces
 from utkface_fixtures import MALFORMED, PER_RACE, make_folder
 

@@ -41,7 +41,7 @@ from companion.arch import MLPSpec
 from companion.data import data_dir
 from companion.data import utkface
 from companion.data.face_standin import make_standin
-from companion.evaluate import average_cosine_similarity, lowess_band, r2_score
+from companion.stats import average_cosine_similarity, lowess_band, r2_score
 from companion.stats import MeanCI, mean_ci
 
 __all__ = [

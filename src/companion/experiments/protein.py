@@ -31,7 +31,7 @@ from matplotlib.ticker import MaxNLocator
 from companion import artefacts, plotting, profile
 from companion.arch import MLPSpec
 from companion.data import casp
-from companion.stats import MeanCI, best_and_overlapping, lowess, mean_ci, r2_score
+from companion.stats import MeanCI, best_and_overlapping, lowess, lowess_band, mean_ci, r2_score
 from companion.train import fit
 
 __all__ = [
@@ -194,8 +194,7 @@ class Results:
 
     def trend(self, method: str, area: np.ndarray, grid: np.ndarray) -> MeanCI:
         """LOWESS trend of the OOD prediction against surface area, per seed; mean and 95% CI over seeds."""
-        curves = [lowess(area, p, grid, self.config.lowess_frac) for p in self.ood_predictions(method)]
-        return mean_ci(np.stack(curves), axis=0)
+        return lowess_band(area, self.ood_predictions(method), grid, self.config.lowess_frac)
 
 
 def run(cfg: Config | None = None, split: casp.CaspSplit | None = None) -> Results:
