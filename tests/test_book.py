@@ -63,3 +63,11 @@ def test_colab_button_points_at_the_notebook(html: Path) -> None:
     page = (html / "book" / "introduction" / "first-look.html").read_text()
     expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/introduction/first-look.ipynb"
     assert page.count(expected) >= 2, "both the launch button and the chapter's link should open the .ipynb"
+
+
+def test_no_page_shows_an_error_output(html: Path) -> None:
+    # A figure that fails to render (e.g. bad mathtext) appears as a traceback in the page without
+    # failing the build; so does any other error the display machinery swallows.
+    for page in (html / "book").rglob("*.html"):
+        text = page.read_text()
+        assert "output traceback" not in text and "Traceback (most recent call last)" not in text, page.name

@@ -66,8 +66,8 @@ class Config:
 
 
 CONFIGS = {
-    "ci": Config(widths=(64, 256, 1024), ntk_seeds=8, train_width=512, train_seeds=16, grid_points=121),
-    "full": Config(widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192), ntk_seeds=16, train_width=2048,
+    "ci": Config(widths=(64, 256, 1024), ntk_seeds=24, train_width=512, train_seeds=16, grid_points=121),
+    "full": Config(widths=(64, 128, 256, 512, 1024, 2048, 4096, 8192), ntk_seeds=64, train_width=2048,
                    train_seeds=32, grid_points=241),
 }
 
@@ -105,7 +105,22 @@ class WidthSweep:
     @property
     def slope(self) -> float:
         """Least-squares slope of log(mean error) against log(width): -1/2 for a 1/sqrt(width) rate."""
-        return float(np.polyfit(np.log(self.widths), np.log(self.errors.mean(axis=1)), 1)[0])
+        return _slope(self.widths, self.errors)
+
+    def slope_interval(self, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap interval of :attr:`slope`, resampling the seeds of each width independently."""
+        rng = np.random.default_rng(seed)
+        n = self.errors.shape[1]
+        draws = [
+            _slope(self.widths, np.take_along_axis(self.errors, rng.integers(0, n, self.errors.shape), axis=1))
+            for _ in range(resamples)
+        ]
+        lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+        return float(lo), float(hi)
+
+
+def _slope(widths: np.ndarray, errors: np.ndarray) -> float:
+    return float(np.polyfit(np.log(widths), np.log(errors.mean(axis=1)), 1)[0])
 
 
 def width_sweep(cfg: Config, spec: MLPSpec, x: np.ndarray = PROBE_INPUTS) -> WidthSweep:
