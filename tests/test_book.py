@@ -82,3 +82,11 @@ def test_protein_chapter_has_table_1_and_figure_3_and_passed_its_checks(html: Pa
     # Table 1 is a Markdown output; it must render as a table with the paper's bold entries.
     table = page[page.index("OOD R² (paper)") - 2000:]
     assert "<table" in table[:2500] and "<strong>0.50 ± 0.02</strong>" in table
+
+
+def test_no_page_shows_an_error_output(html: Path) -> None:
+    # A figure that fails to render (e.g. bad mathtext) appears as a traceback in the page without
+    # failing the build; so does any other error the display machinery swallows.
+    for page in (html / "book").rglob("*.html"):
+        text = page.read_text()
+        assert "output traceback" not in text and "Traceback (most recent call last)" not in text, page.name
