@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["ACTIVATIONS", "PARAMETRISATIONS", "PLACEMENTS", "MLPSpec", "placement"]
+__all__ = ["ACTIVATIONS", "NORMS", "NORM_POSITIONS", "PARAMETRISATIONS", "PLACEMENTS", "MLPSpec", "placement"]
 
 #: Activations the models know (the kernels may support fewer; they say so).
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "erf")
@@ -28,6 +28,11 @@ ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "erf")
 PARAMETRISATIONS = ("standard", "ntk")
 #: Named LayerNorm placements used in the paper's figures and tables.
 PLACEMENTS = ("none", "first", "second", "last", "every")
+#: Normalisation layers (:mod:`companion.normalisation`); the paper's theory is about ``layernorm``.
+NORMS = ("layernorm", "rmsnorm", "dyt")
+#: ``pre``: between a hidden layer's linear map and its activation (the paper's placement);
+#: ``post``: after the activation (outside the paper's theorems).
+NORM_POSITIONS = ("pre", "post")
 
 
 def placement(name: str, depth: int) -> frozenset[int]:
@@ -72,6 +77,12 @@ class MLPSpec:
         LayerNorm epsilon of finite networks (PyTorch's default 1e-5; the theory has none).
     ln_affine:
         Whether LayerNorms learn a scale and shift (the theory's LayerNorm has none).
+    norm:
+        Which normalisation the layers listed in ``layernorm`` carry, one of :data:`NORMS`
+        (``layernorm``, the default; ``rmsnorm``; ``dyt``, Dynamic Tanh). ``ln_eps`` and
+        ``ln_affine`` apply to all of them (see :mod:`companion.normalisation`).
+    norm_position:
+        ``pre`` (default, the paper's placement) or ``post`` (after the activation).
     """
 
     depth: int = 2
@@ -83,6 +94,8 @@ class MLPSpec:
     parametrisation: Literal["standard", "ntk"] = "standard"
     ln_eps: float = 1e-5
     ln_affine: bool = False
+    norm: str = "layernorm"
+    norm_position: str = "pre"
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 1:
@@ -96,6 +109,13 @@ class MLPSpec:
         if self.parametrisation not in PARAMETRISATIONS:
             raise ValueError(
                 f"unknown parametrisation {self.parametrisation!r}; choose 'standard' or 'ntk'"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(
+                f"unknown normalisation position {self.norm_position!r}; choose 'pre' (between the "
+                f"linear map and the activation, as in the paper) or 'post' (after the activation)"
             )
         positions = self.layernorm
         if isinstance(positions, str):
@@ -122,10 +142,19 @@ class MLPSpec:
 
     @property
     def label(self) -> str:
-        """Short name used in legends and tables: ``no LN``, ``LN first``, ``LN every``, ..."""
+        """Short name used in legends and tables: ``no LN``, ``LN first``, ``LN every``, ...
+
+        Other normalisations name themselves (``RMSNorm first``, ``DyT first``), and ``post``
+        placement adds `` after act.``.
+        """
         positions = self.layernorm
         if not positions:
             return "no LN"
+        name = {"layernorm": "LN", "rmsnorm": "RMSNorm", "dyt": "DyT"}[self.norm]
+        suffix = " after act." if self.norm_position == "post" else ""
+        return self._placement_label(positions).replace("LN", name, 1) + suffix
+
+    def _placement_label(self, positions: frozenset[int]) -> str:
         if positions == frozenset(range(1, self.depth + 1)) and self.depth > 1:
             return "LN every"
         if len(positions) == 1:

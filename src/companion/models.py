@@ -2,6 +2,9 @@
 
 The model is the paper's fully connected network (App. A): ``depth`` hidden layers, each a linear
 map, an optional parameter-free LayerNorm, and an activation, then a linear read-out to a scalar.
+``MLPSpec.norm`` and ``MLPSpec.norm_position`` swap the LayerNorm for RMSNorm or Dynamic Tanh, or
+move it after the activation (:mod:`companion.normalisation`; the transformer of the paper's
+Fig. 7 is in :mod:`companion.transformer`).
 
 Two parametrisations (:attr:`MLPSpec.parametrisation`):
 
@@ -23,6 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from companion import normalisation
 from companion.arch import MLPSpec
 
 __all__ = ["MLP", "Dense", "activation_fn", "check_inputs"]
@@ -98,12 +102,14 @@ class MLP(nn.Module):
         h = x
         for layer in range(1, spec.depth + 1):
             h = Dense(spec.width, spec.parametrisation, spec.sigma_w, spec.sigma_b, name=f"dense_{layer}")(h)
+            norm = None
             if layer in spec.layernorm:
-                h = nn.LayerNorm(
-                    epsilon=spec.ln_eps,
-                    use_bias=spec.ln_affine,
-                    use_scale=spec.ln_affine,
-                    name=f"layernorm_{layer}",
-                )(h)
+                norm = normalisation.make(
+                    spec.norm, eps=spec.ln_eps, affine=spec.ln_affine, name=f"{spec.norm}_{layer}"
+                )
+            if norm is not None and spec.norm_position == "pre":
+                h = norm(h)
             h = phi(h)
+            if norm is not None and spec.norm_position == "post":
+                h = norm(h)
         return Dense(1, spec.parametrisation, spec.sigma_w, spec.sigma_b, name="readout")(h)

@@ -8,7 +8,9 @@ seed on its own (tested).
 
 The loss is the mean squared error ``mean_i (f(x_i) - y_i)^2``, PyTorch's ``MSELoss``, which the
 paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only rescales the learning
-rate of gradient descent.
+rate of gradient descent. Sequence models train the same way: a module mapping sequences
+``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) is fitted to
+targets ``(n, T)``, the error averaged over positions as well.
 """
 
 from __future__ import annotations
@@ -70,15 +72,24 @@ class TrainResult:
     seeds: tuple[int, ...]
 
     def predict(self, x: np.typing.ArrayLike) -> np.ndarray:
-        """Predictions of every seed on ``x`` (shape ``(n, d)``), as an array ``(len(seeds), n)``."""
+        """Predictions of every seed on ``x`` (shape ``(n, d)``), as an array ``(len(seeds), n)``.
+
+        For a sequence model, ``x`` of shape ``(n, T, 1)`` gives ``(len(seeds), n, T)``.
+        """
         x = jnp.asarray(x, dtype=jax.tree_util.tree_leaves(self.params)[0].dtype)
-        check_inputs(x)
+        _check_inputs(self.model, x)
         return np.asarray(_predict(self.model, self.params, x))
 
 
 @jax.jit(static_argnums=0)
 def _predict(model: nn.Module, params: Any, x: jax.Array) -> jax.Array:
-    return jax.vmap(lambda p: model.apply({"params": p}, x)[:, 0])(params)
+    return jax.vmap(lambda p: model.apply({"params": p}, x)[..., 0])(params)
+
+
+def _check_inputs(module: nn.Module, x: jax.Array) -> None:
+    """MLPs take ``(n, d)``; other modules take any ``(n, ...)`` and check the rest themselves."""
+    if isinstance(module, MLP) or getattr(x, "ndim", 0) < 2:
+        check_inputs(x)
 
 
 def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
@@ -89,15 +100,17 @@ def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
     raise TypeError(f"expected an MLPSpec or a flax module, got {type(model).__name__}")
 
 
-def _check_data(x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any) -> tuple[jax.Array, jax.Array]:
+def _check_data(
+    module: nn.Module, x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any
+) -> tuple[jax.Array, jax.Array]:
     x = jnp.asarray(x, dtype=dtype)
     y = jnp.asarray(y, dtype=dtype)
-    check_inputs(x)
-    if y.ndim == 2 and y.shape[1] == 1:
+    _check_inputs(module, x)
+    if x.ndim == 2 and y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+    if y.shape != x.shape[:-1]:
         raise ValueError(
-            f"targets must have shape ({x.shape[0]},) to match {x.shape[0]} inputs, got {tuple(y.shape)}"
+            f"targets must have shape {x.shape[:-1]} to match {x.shape[0]} inputs, got {tuple(y.shape)}"
         )
     if x.shape[0] == 0:
         raise ValueError("cannot train on an empty data set")
@@ -125,9 +138,10 @@ def fit(
     ----------
     model:
         An :class:`~companion.arch.MLPSpec` (built with :class:`~companion.models.MLP`) or any flax
-        module mapping ``(n, d)`` to ``(n, 1)``.
+        module mapping ``(n, d)`` to ``(n, 1)``, or ``(n, T, d)`` to ``(n, T, 1)`` for sequences.
     x, y:
-        Inputs ``(n, d)`` and targets ``(n,)``.
+        Inputs ``(n, d)`` and targets ``(n,)``, or sequences ``(n, T, d)`` and targets ``(n, T)``
+        (the loss then averages over positions too).
     seeds:
         One independent run per seed; the seed fixes initialisation and batch order.
     epochs:
@@ -137,7 +151,7 @@ def fit(
         (PyTorch's ``DataLoader`` default, ``drop_last=False``).
     """
     module = _as_model(model)
-    x, y = _check_data(x, y, dtype)
+    x, y = _check_data(module, x, y, dtype)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("give at least one seed")
@@ -153,8 +167,9 @@ def fit(
     tx = make_optimizer(optimizer, learning_rate)
 
     def loss_fn(params: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> jax.Array:
-        pred = module.apply({"params": params}, xb)[:, 0]
-        return jnp.sum(wb * (pred - yb) ** 2) / jnp.sum(wb)
+        pred = module.apply({"params": params}, xb)[..., 0]
+        error = jnp.mean(((pred - yb) ** 2).reshape(pred.shape[0], -1), axis=1)
+        return jnp.sum(wb * error) / jnp.sum(wb)
 
     def step(params: Any, opt_state: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, jax.Array]:
         loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, wb)
