@@ -99,3 +99,17 @@ def test_layernorm_normalises_the_first_layer() -> None:
     out_near = model.apply({"params": params}, 1e3 * jnp.ones((1, 1)))
     out_far = model.apply({"params": params}, 1e6 * jnp.ones((1, 1)))
     np.testing.assert_allclose(out_near, out_far, rtol=1e-3)
+
+
+def test_layernorm_mask_as_data_matches_the_spec() -> None:
+    x = jax.random.normal(jax.random.key(1), (5, 3))
+    plain = MLP(MLPSpec(width=8))
+    params = plain.init(jax.random.key(0), x)["params"]
+    for positions in ((), (1,), (2,), (1, 2)):
+        mask = jnp.asarray([h in positions for h in (1, 2)])
+        expected = MLP(MLPSpec(width=8, layernorm=frozenset(positions))).apply({"params": params}, x)
+        np.testing.assert_array_equal(plain.apply({"params": params}, x, ln_mask=mask), expected)
+    with pytest.raises(ValueError, match=r"ln_mask must have shape \(2,\)"):
+        plain.apply({"params": params}, x, ln_mask=jnp.ones(3, bool))
+    with pytest.raises(ValueError, match="parameter-free"):
+        MLP(MLPSpec(width=8, ln_affine=True)).init(jax.random.key(0), x, ln_mask=jnp.ones(2, bool))

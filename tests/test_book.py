@@ -63,3 +63,22 @@ def test_colab_button_points_at_the_notebook(html: Path) -> None:
     page = (html / "book" / "introduction" / "first-look.html").read_text()
     expected = f"https://colab.research.google.com/github/{owner_repo}/blob/{branch}/book/introduction/first-look.ipynb"
     assert page.count(expected) >= 2, "both the launch button and the chapter's link should open the .ipynb"
+
+
+def test_faces_chapter_says_which_data_it_shows_and_passed_its_checks(html: Path) -> None:
+    page = (html / "book" / "experiments" / "faces.html").read_text()
+    assert "all checks passed" in page
+    assert 'id="fig-faces-error"' in page and "{glue:text}" not in page
+    # Without a saved full result (CI), the page must say that it shows the synthetic stand-in.
+    assert "synthetic stand-in (not faces)" in page or "This build shows results on <strong>UTKFace" in page
+    assert "susanqq.github.io/UTKFace" in page and "faces-full.json" in page  # how to get the real numbers
+
+
+def test_protein_chapter_has_table_1_and_figure_3_and_passed_its_checks(html: Path) -> None:
+    page = (html / "book" / "experiments" / "protein.html").read_text()
+    assert "all checks passed" in page
+    assert 'id="fig-protein"' in page
+    assert "{glue:text}" not in page
+    # Table 1 is a Markdown output; it must render as a table with the paper's bold entries.
+    table = page[page.index("OOD R² (paper)") - 2000:]
+    assert "<table" in table[:2500] and "<strong>0.50 ± 0.02</strong>" in table

@@ -9,7 +9,7 @@ import pytest
 
 from companion.arch import MLPSpec
 from companion.data.toy import make_1d
-from companion.train import fit, make_optimizer
+from companion.train import fit, fit_variants, make_optimizer
 
 SPEC = MLPSpec(width=32, layernorm="first")
 
@@ -88,3 +88,34 @@ def test_nan_in_data_is_rejected(data) -> None:
 def test_divergence_is_reported_not_returned(data) -> None:
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         fit(MLPSpec(width=32), data.x * 1e3, data.y, seeds=[0], epochs=50, optimizer="sgd", learning_rate=1e6)
+
+
+HEADS = [MLPSpec(width=16, layernorm=p) for p in ("none", "first", "second", "every")]
+RATES = [1e-3, 1e-3, 3e-3, 3e-3]
+
+
+def test_fit_variants_equals_one_fit_per_variant(data) -> None:
+    together = fit_variants(HEADS, data.x, data.y, seeds=[2, 7], epochs=3, learning_rates=RATES, batch_size=16)
+    assert [r.model.spec for r in together] == HEADS
+    for spec, rate, joint in zip(HEADS, RATES, together):
+        alone = fit(spec, data.x, data.y, seeds=[2, 7], epochs=3, learning_rate=rate, batch_size=16)
+        np.testing.assert_allclose(joint.losses, alone.losses, rtol=2e-5, atol=1e-7)
+        for a, b in zip(jax.tree_util.tree_leaves(joint.params), jax.tree_util.tree_leaves(alone.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=1e-6)
+        np.testing.assert_allclose(joint.predict(data.x), alone.predict(data.x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "specs, kwargs, message",
+    [
+        ([], {}, "non-empty sequence of MLPSpec"),
+        ([MLPSpec(width=16), MLPSpec(width=8)], {}, "differ only in their LayerNorm positions"),
+        ([MLPSpec(width=16, layernorm="first", ln_affine=True)], {}, "parameter-free"),
+        (HEADS, {"learning_rates": [1e-3, 1e-3]}, "one learning rate per variant"),
+        (HEADS, {"learning_rates": 0.0}, "learning_rate must be a positive number"),
+        (HEADS, {"optimizer": "lbfgs"}, "unknown optimizer"),
+    ],
+)
+def test_fit_variants_rejects_what_it_cannot_batch(data, specs: list, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fit_variants(specs, data.x, data.y, seeds=[0], epochs=1, **kwargs)

@@ -127,33 +127,25 @@ def test_full_run_is_saved_with_provenance_and_resumes_per_seed(monkeypatch, tmp
     monkeypatch.setenv(artefacts.ENV_VAR, str(tmp_path))
     monkeypatch.setitem(experiment.CONFIGS, "full", TINY)
     assert cli.main(["run", "transformer", "--profile", "full"]) == 0
-    stored = json.loads((tmp_path / "transformer-full.json").read_text())
-    assert {"date", "commit", "device", "versions"} <= set(stored["provenance"])
-    assert stored["config"]["seeds"] == 2 and stored["wall_seconds"] > 0
-    result = experiment.load("full")
+    folder = tmp_path / "transformer" / "full"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["complete"] and summary["config"]["seeds"] == 2 and summary["wall_seconds"] > 0
+    assert {"date", "commit", "devices", "versions"} <= set(summary["provenance"])
+    run = json.loads(artefacts.run_path(folder, "no LN", 1).read_text())
+    assert len(run["error"]) == 9 and "provenance" in run
+    result = experiment.load_artefact("full")
     assert result is not None and result.metrics["no LN"]["error"].shape == (2, 9)
-    assert result.kernel["LN first"][8].shape == (2, 2) and "stored full results" in result.source
+    assert result.kernel["LN first"][8].shape == (2, 2) and "stored full-profile results" in result.source
 
     # A rerun computes only what is missing (training stubbed out: only the bookkeeping is tested).
     trained = []
-    seed_zero = {k: np.asarray(v) for k, v in stored["seeds"]["no LN"]["0"].items()}
-    monkeypatch.setattr(experiment, "_train", lambda cfg, spec, train, seeds: trained.append((spec.label, *seeds)))
-    monkeypatch.setattr(experiment, "_evaluate", lambda cfg, run, test: {k: v[None] for k, v in seed_zero.items()})
-    monkeypatch.setattr(experiment, "kernel_diagonals", lambda cfg: stored["kernel"])
-    del stored["seeds"]["no LN"]["1"]
-    (tmp_path / "transformer-full.json").write_text(json.dumps(stored))
-    assert experiment.load("full") is None, "an incomplete file is not shown"
-    experiment.run_and_save("full")
-    assert trained == [("no LN", 1)]
-    # Another configuration starts afresh.
-    monkeypatch.setitem(experiment.CONFIGS, "full", dataclasses.replace(TINY, epochs=2))
-    trained.clear()
-    experiment.run_and_save("full")
-    assert len(trained) == 4 and experiment.load("full").config.epochs == 2
+    monkeypatch.setattr(experiment, "_train_to_json", lambda cfg, label, seeds: trained.append((label, *seeds)) or [run])
+    artefacts.run_path(folder, "no LN", 1).unlink()
+    assert experiment.load_artefact("full") is None, "incomplete results are not shown"
+    assert cli.main(["run", "transformer", "--profile", "full"]) == 0
+    assert trained == [("no LN", 1)] and experiment.load_artefact("full") is not None
 
 
 def test_absent_results_load_as_none(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv(artefacts.ENV_VAR, str(tmp_path))
-    assert experiment.load("full") is None
-    with pytest.raises(ValueError, match="result names"):
-        artefacts.path("../escape")
+    assert experiment.load_artefact("full") is None

@@ -1,89 +1,173 @@
-"""Result files of the ``full`` profile: small JSON files committed with their provenance.
+"""Small result files of long runs, with provenance, that the chapters show beside their live runs.
 
-Heavy chapters cannot train the paper's protocol while the book builds on two CPU cores, so
-``python -m companion run <experiment> --profile full`` (on a GPU, see ``tools/run-full.sh``)
-writes the numbers the chapter plots into ``src/companion/results/<name>.json``, which is shipped
-with the package: the chapter finds them on the website, on a laptop and in Colab alike, and says
-so when they are absent. ``COMPANION_RESULTS_DIR`` points reading and writing elsewhere (tests).
+A ``full``-profile experiment (the paper's protocol) can take hours without a GPU. Its command,
+``python -m companion run <experiment> --profile full``, therefore writes one small JSON file per
+(method, seed) as soon as that run finishes, skips the files that already exist when it is started
+again, and keeps a ``summary.json`` with the aggregated numbers and their provenance (configuration,
+package versions, devices, dates, wall time, git commit). The files are committed, so the book shows
+the paper-scale numbers while building in minutes.
 
-Every file carries :func:`provenance`: package versions, device, date and the git commit.
+Layout::
+
+    artefacts/<experiment>/<profile>/summary.json
+    artefacts/<experiment>/<profile>/runs/<method>/seed-<k>.json
+
+The root is ``$COMPANION_ARTEFACTS`` when set, else the ``artefacts/`` folder of the source checkout
+this package was installed from (``None`` for an installation without a checkout, e.g. Colab).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import hashlib
 import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_VAR", "directory", "path", "load", "save", "provenance"]
+__all__ = [
+    "ENV_VAR", "VERSIONED", "root", "directory", "fingerprint", "provenance", "write_json", "read_json", "slug",
+    "run_path", "load_run", "save_run", "resume",
+]
 
-ENV_VAR = "COMPANION_RESULTS_DIR"
-PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "neural-tangents", "layernorm-companion")
+ENV_VAR = "COMPANION_ARTEFACTS"
+#: Distributions whose versions every artefact records.
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pandas", "statsmodels", "xgboost-cpu", "layernorm-companion")
+_CHECKOUT = Path(__file__).resolve().parents[2]
 
 
-def directory() -> Path:
-    """Where result files live: ``$COMPANION_RESULTS_DIR``, else the package's ``results`` folder."""
+def root() -> Path | None:
+    """``$COMPANION_ARTEFACTS``, else ``artefacts/`` of the source checkout, else ``None``."""
     value = os.environ.get(ENV_VAR, "").strip()
-    return Path(value).expanduser() if value else Path(__file__).resolve().parent / "results"
+    if value:
+        return Path(value).expanduser().resolve()
+    if (_CHECKOUT / "pyproject.toml").is_file() and (_CHECKOUT / "src" / "companion").is_dir():
+        return _CHECKOUT / "artefacts"
+    return None
 
 
-def path(name: str) -> Path:
-    """The file of result ``name`` (letters, digits, ``-`` and ``_`` only)."""
-    if not name or not name.replace("-", "").replace("_", "").isalnum():
-        raise ValueError(f"result names use letters, digits, '-' and '_' only, got {name!r}")
-    return directory() / f"{name}.json"
+def directory(experiment: str, profile: str) -> Path | None:
+    """Where the artefacts of ``experiment`` in ``profile`` live (``None`` without a checkout)."""
+    base = root()
+    return None if base is None else base / experiment / profile
 
 
-def load(name: str) -> dict[str, Any] | None:
-    """The stored result ``name``, or ``None`` when it has not been computed yet."""
-    file = path(name)
-    if not file.is_file():
-        return None
-    return json.loads(file.read_text())
+def slug(label: str) -> str:
+    """File-name form of a method label: ``"LN every"`` -> ``"ln-every"``."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-def save(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` as ``name`` atomically (a run killed mid-write leaves the old file intact)."""
-    file = path(name)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    partial = file.with_suffix(".json.partial")
-    partial.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
-    partial.replace(file)
-    return file
+def fingerprint(config: Any) -> str:
+    """Short hash of a (dataclass) configuration: runs with different settings never mix."""
+    fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _version(package: str) -> str | None:
+def _git(*args: str) -> str | None:
     try:
-        return importlib.metadata.version(package)
+        done = subprocess.run(["git", *args], cwd=_CHECKOUT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def _commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def provenance() -> dict[str, Any]:
-    """Versions, device, Python, UTC date and git commit of the running computation."""
+    """Date, device, platform, package versions and git commit of the run being recorded."""
     import jax
 
-    device = jax.devices()[0]
+    devices = sorted({f"{d.platform}:{d.device_kind}" for d in jax.devices()})
+    commit = _git("rev-parse", "HEAD")
+    modified = _git("status", "--porcelain", "--", "src", "requirements.lock")
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "commit": _commit(),
-        "device": f"{device.platform}: {getattr(device, 'device_kind', 'unknown')} (x{jax.device_count()})",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "devices": devices,
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU threads",
         "python": platform.python_version(),
-        "versions": {package: _version(package) for package in PACKAGES},
+        "versions": {name: _version(name) for name in VERSIONED if _version(name)},
+        "commit": commit,
+        "source_modified": bool(modified) if modified is not None else None,
     }
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` atomically, indented, with lists of numbers kept on one line."""
+    text = json.dumps(content, indent=2, sort_keys=False)
+    text = re.sub(r"\[\s+([-+0-9.eE,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text + "\n")
+    os.replace(partial, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read an artefact file, with a clear error when it is damaged."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"artefact {path} is not valid JSON ({error.msg}); delete it and rerun") from None
+
+
+def run_path(folder: Path, method: str, seed: int) -> Path:
+    """File of one (method, seed) run: ``<folder>/runs/<method slug>/seed-<seed>.json``."""
+    return Path(folder) / "runs" / slug(method) / f"seed-{seed}.json"
+
+
+def load_run(folder: Path, method: str, seed: int, config_fingerprint: str) -> dict[str, Any] | None:
+    """The saved run, ``None`` if there is none; an error if it was made with another configuration."""
+    path = run_path(folder, method, seed)
+    if not path.is_file():
+        return None
+    content = read_json(path)
+    if content.get("config_fingerprint") != config_fingerprint:
+        raise ValueError(
+            f"{path} comes from another configuration (fingerprint {content.get('config_fingerprint')}, "
+            f"this one is {config_fingerprint}); move the old results away or choose another output folder"
+        )
+    return content
+
+
+def save_run(folder: Path, method: str, seed: int, content: dict[str, Any], config_fingerprint: str) -> None:
+    """Save one run with the configuration's fingerprint."""
+    write_json(run_path(folder, method, seed), content | {"config_fingerprint": config_fingerprint})
+
+
+def resume(
+    folder: Path,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    config_fingerprint: str,
+    train: Callable[[str, list[int]], list[dict[str, Any]]],
+    seeds_at_once: int,
+) -> None:
+    """Train every (method, seed) without a saved run, ``seeds_at_once`` seeds per call of ``train``.
+
+    ``train(method, seeds)`` returns one JSON-ready dict per seed; each is saved as soon as its
+    call returns, with the :func:`provenance` of that call and the seeds trained together.
+    """
+    if not (isinstance(seeds_at_once, int) and seeds_at_once >= 1):
+        raise ValueError(f"seeds_at_once must be a positive integer, got {seeds_at_once!r}")
+    for method in methods:
+        todo = [s for s in seeds if load_run(folder, method, s, config_fingerprint) is None]
+        if not todo:
+            print(f"{method}: all {len(seeds)} seeds already in {folder}", flush=True)
+        for start in range(0, len(todo), seeds_at_once):
+            batch = todo[start:start + seeds_at_once]
+            origin = provenance() | {"trained_with_seeds": batch}
+            contents = train(method, batch)
+            for seed, content in zip(batch, contents, strict=True):
+                save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
+            print(f"{method}: seed(s) {batch} saved", flush=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 __all__ = ["main", "EXPERIMENTS"]
 
-#: ``python -m companion run NAME``: the module of each experiment whose ``run_and_save(profile)``
-#: writes its result files (one entry per experiment; tools/full-experiments.txt lists them).
+#: ``python -m companion run <name> [options]``: each experiment's module, whose ``main(argv)``
+#: parses the options and runs it. One line per experiment.
 EXPERIMENTS = {
+    "protein": "companion.experiments.protein",
+    "faces": "companion.experiments.faces",
     "transformer": "companion.experiments.transformer",
 }
 
@@ -18,21 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m companion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("doctor", help="check that this environment can run the book")
-    run = commands.add_parser("run", help="run one experiment and write its result files")
-    run.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    run.add_argument("--profile", choices=("ci", "full"), default="full", help="sizes to use (default: full)")
+    run = commands.add_parser("run", help="run an experiment of the book and save its results")
+    run.add_argument("experiment", choices=sorted(EXPERIMENTS), help="which experiment")
+    run.add_argument("options", nargs=argparse.REMAINDER, help="its options (see: run <experiment> --help)")
     args = parser.parse_args(argv)
     if args.command == "doctor":
         from companion import doctor
 
         return doctor.main()
     if args.command == "run":
-        import importlib
-        import os
-
-        os.environ["COMPANION_PROFILE"] = args.profile  # progress bars and defaults follow the profile
-        importlib.import_module(EXPERIMENTS[args.experiment]).run_and_save(args.profile)
-        return 0
+        return importlib.import_module(EXPERIMENTS[args.experiment]).main(args.options)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover (argparse rejects it first)
     return 2
 

@@ -90,26 +90,43 @@ class MLP(nn.Module):
     """The paper's fully connected network, described by ``spec``.
 
     ``MLP(spec).apply({"params": p}, x)`` maps ``x`` of shape ``(n, d)`` to ``(n, 1)``.
+
+    ``ln_mask`` (a boolean array of shape ``(depth,)``) overrides ``spec.layernorm`` with *data*:
+    hidden layer ``h`` is normalised where ``ln_mask[h - 1]`` is true. Parameter-free LayerNorms
+    (``ln_affine=False``) add no parameters, so networks that differ only in where their
+    LayerNorms sit share one parameter tree, and ``jax.vmap`` over ``ln_mask`` trains all of them
+    in one compiled program (:func:`companion.train.fit_variants`).
     """
 
     spec: MLPSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, ln_mask: jax.Array | None = None) -> jax.Array:
         check_inputs(x)
         spec = self.spec
+        if ln_mask is not None:
+            if spec.ln_affine or spec.norm == "dyt":
+                raise ValueError("ln_mask needs parameter-free LayerNorms (ln_affine=False, and not DyT)")
+            if jnp.shape(ln_mask) != (spec.depth,):
+                raise ValueError(f"ln_mask must have shape ({spec.depth},), got {jnp.shape(ln_mask)}")
         phi = activation_fn(spec.activation)
         h = x
         for layer in range(1, spec.depth + 1):
             h = Dense(spec.width, spec.parametrisation, spec.sigma_w, spec.sigma_b, name=f"dense_{layer}")(h)
             norm = None
-            if layer in spec.layernorm:
+            if ln_mask is not None or layer in spec.layernorm:
                 norm = normalisation.make(
                     spec.norm, eps=spec.ln_eps, affine=spec.ln_affine, name=f"{spec.norm}_{layer}"
                 )
             if norm is not None and spec.norm_position == "pre":
-                h = norm(h)
+                h = _normalise(norm, h, ln_mask, layer)
             h = phi(h)
             if norm is not None and spec.norm_position == "post":
-                h = norm(h)
+                h = _normalise(norm, h, ln_mask, layer)
         return Dense(1, spec.parametrisation, spec.sigma_w, spec.sigma_b, name="readout")(h)
+
+
+def _normalise(norm: nn.Module, h: jax.Array, ln_mask: jax.Array | None, layer: int) -> jax.Array:
+    """``norm(h)``, or where ``ln_mask`` says so for this layer when the positions are data."""
+    normalised = norm(h)
+    return normalised if ln_mask is None else jnp.where(ln_mask[layer - 1], normalised, h)

@@ -6,7 +6,7 @@ LayerNorm variants are blues and greens), so a reader can compare figures across
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -14,7 +14,7 @@ import numpy as np
 
 from companion.stats import MeanCI
 
-__all__ = ["ARCH_COLOURS", "colour", "use_style", "band", "mark_training_range"]
+__all__ = ["ARCH_COLOURS", "colour", "use_style", "band", "mark_training_range", "histograms"]
 
 ARCH_COLOURS = {
     "no LN": "#c0392b",
@@ -68,3 +68,21 @@ def mark_training_range(ax: plt.Axes, x_range: Iterable[float]) -> None:
     """Shade the interval the networks were trained on."""
     lo, hi = x_range
     ax.axvspan(lo, hi, color="0.85", zorder=0, label="training range")
+
+
+def histograms(
+    ax: plt.Axes,
+    samples: Mapping[str, np.ndarray],
+    reference: tuple[str, np.ndarray] | None = None,
+    bins: int = 40,
+) -> None:
+    """Overlaid density histograms (outlines) of each label's samples on shared bins.
+
+    ``reference`` (label, values), e.g. the measured targets, is drawn filled in grey underneath.
+    """
+    values = [np.ravel(v) for v in samples.values()] + ([np.ravel(reference[1])] if reference else [])
+    edges = np.histogram_bin_edges(np.concatenate(values), bins=bins)
+    if reference is not None:
+        ax.hist(np.ravel(reference[1]), bins=edges, density=True, color="0.8", label=reference[0])
+    for label, v in samples.items():
+        ax.hist(np.ravel(v), bins=edges, density=True, histtype="step", linewidth=1.6, color=colour(label), label=label)

@@ -6,10 +6,16 @@ thing is ``jax.vmap``-ed over seeds and ``jax.jit``-ed. Runs are deterministic g
 seed fixes the initialisation and, for mini-batches, the shuffling) and identical to training each
 seed on its own (tested).
 
+:func:`fit_variants` goes one step further for networks that differ only in where their
+parameter-free LayerNorms sit (the paper's "no LN / LN first / LN second / LN every" heads): all
+variants share one parameter tree, so variants x seeds runs, each with its own learning rate, are
+one ``vmap`` and one compiled program (:class:`companion.models.MLP` takes the LayerNorm positions
+as data). It equals calling :func:`fit` once per variant (tested).
+
 The loss is the mean squared error ``mean_i (f(x_i) - y_i)^2``, PyTorch's ``MSELoss``, which the
 paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only rescales the learning
-rate of gradient descent. Sequence models train the same way: a module mapping sequences
-``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) is fitted to
+rate of gradient descent. Sequence models train the same way: :func:`fit` fits a module mapping
+sequences ``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) to
 targets ``(n, T)``, the error averaged over positions as well.
 """
 
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -30,23 +36,36 @@ from companion import progress
 from companion.arch import MLPSpec
 from companion.models import MLP, check_inputs
 
-__all__ = ["TrainResult", "fit", "make_optimizer"]
+__all__ = ["TrainResult", "fit", "fit_variants", "make_optimizer"]
 
 #: Number of progress updates per training run (the epoch loop is split into this many scans).
 PROGRESS_STEPS = 20
+
+
+#: Optimisers known by name; each takes the learning rate (a number or a traced scalar).
+OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
+
+
+def _check_learning_rate(learning_rate: object) -> float:
+    if isinstance(learning_rate, bool) or not (
+        isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)
+    ):
+        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
+    return float(learning_rate)
+
+
+def _check_optimizer_name(optimizer: object) -> str:
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam', 'sgd' or an optax.GradientTransformation")
+    return str(optimizer)
 
 
 def make_optimizer(optimizer: str | optax.GradientTransformation, learning_rate: float) -> optax.GradientTransformation:
     """``"adam"`` (the paper's experiments), ``"sgd"`` (plain gradient descent, the theory), or an optax transform."""
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
-    if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-    if optimizer == "adam":
-        return optax.adam(learning_rate)
-    if optimizer == "sgd":
-        return optax.sgd(learning_rate)
-    raise ValueError(f"unknown optimizer {optimizer!r}; use 'adam', 'sgd' or an optax.GradientTransformation")
+    learning_rate = _check_learning_rate(learning_rate)
+    return OPTIMIZERS[_check_optimizer_name(optimizer)](learning_rate)
 
 
 @dataclasses.dataclass
@@ -86,9 +105,9 @@ def _predict(model: nn.Module, params: Any, x: jax.Array) -> jax.Array:
     return jax.vmap(lambda p: model.apply({"params": p}, x)[..., 0])(params)
 
 
-def _check_inputs(module: nn.Module, x: jax.Array) -> None:
-    """MLPs take ``(n, d)``; other modules take any ``(n, ...)`` and check the rest themselves."""
-    if isinstance(module, MLP) or getattr(x, "ndim", 0) < 2:
+def _check_inputs(module: nn.Module | None, x: jax.Array) -> None:
+    """MLPs (``None``: an MLP to come) take ``(n, d)``; other modules take ``(n, ...)`` and check the rest."""
+    if module is None or isinstance(module, MLP) or getattr(x, "ndim", 0) < 2:
         check_inputs(x)
 
 
@@ -101,7 +120,7 @@ def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
 
 
 def _check_data(
-    module: nn.Module, x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any
+    x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any, module: nn.Module | None = None
 ) -> tuple[jax.Array, jax.Array]:
     x = jnp.asarray(x, dtype=dtype)
     y = jnp.asarray(y, dtype=dtype)
@@ -117,6 +136,95 @@ def _check_data(
     if not (bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(y)))):
         raise ValueError("training data contain NaN or infinity; clean or drop those rows first")
     return x, y
+
+
+def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | None) -> tuple[int, ...]:
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise ValueError("give at least one seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
+    return seeds
+
+
+def _train(
+    apply: Callable[[Any, Any, jax.Array], jax.Array],
+    make_tx: Callable[[Any], optax.GradientTransformation],
+    params: Any,
+    hypers: Any,
+    data_keys: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    epochs: int,
+    batch_size: int | None,
+    desc: str,
+) -> tuple[Any, np.ndarray]:
+    """Train a batch of runs at once: every leaf of ``params``, ``hypers`` and ``data_keys`` has a
+    leading runs axis. ``apply(params, hyper, x)`` gives predictions ``(n,)``; ``make_tx(hyper)`` the
+    run's optimiser. Returns the trained parameters and the losses ``(runs, epochs)``."""
+    n = x.shape[0]
+    batch = n if batch_size is None else min(batch_size, n)
+    n_batches = -(-n // batch)
+
+    def loss_fn(params: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> jax.Array:
+        error = (apply(params, hyper, xb) - yb) ** 2  # (batch,) or, for sequences, (batch, T)
+        return jnp.sum(wb * jnp.mean(error.reshape(error.shape[0], -1), axis=1)) / jnp.sum(wb)
+
+    def step(params: Any, opt_state: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, jax.Array]:
+        loss, grads = jax.value_and_grad(loss_fn)(params, hyper, xb, yb, wb)
+        updates, opt_state = make_tx(hyper).update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    def epoch(carry: tuple[Any, Any, jax.Array, Any], index: jax.Array) -> tuple[tuple[Any, Any, jax.Array, Any], jax.Array]:
+        params, opt_state, key, hyper = carry
+        if n_batches == 1:
+            params, opt_state, loss = step(params, opt_state, hyper, x, y, jnp.ones(n, x.dtype))
+            return (params, opt_state, key, hyper), loss
+        order = jax.random.permutation(jax.random.fold_in(key, index), n)
+        pad = n_batches * batch - n
+        order = jnp.concatenate([order, order[:pad]]).reshape(n_batches, batch)
+        weights = jnp.concatenate([jnp.ones(n, x.dtype), jnp.zeros(pad, x.dtype)]).reshape(n_batches, batch)
+
+        def batch_step(state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[Any, Any], jax.Array]:
+            idx, w = inputs
+            p, s, loss = step(*state, hyper, x[idx], y[idx], w)
+            return (p, s), loss * jnp.sum(w)
+
+        (params, opt_state), losses = jax.lax.scan(batch_step, (params, opt_state), (order, weights))
+        return (params, opt_state, key, hyper), jnp.sum(losses) / n
+
+    @jax.jit
+    def run(state: Any, indices: jax.Array) -> tuple[Any, jax.Array]:
+        return jax.vmap(lambda s: jax.lax.scan(epoch, s, indices))(state)
+
+    opt_state = jax.vmap(lambda p, h: make_tx(h).init(p))(params, hypers)
+    state = (params, opt_state, data_keys, hypers)
+    chunk = max(1, -(-epochs // PROGRESS_STEPS))
+    losses = []
+    with progress.bar(epochs, desc, unit="epoch") as pbar:
+        for start in range(0, epochs, chunk):
+            indices = jnp.arange(start, min(start + chunk, epochs))
+            state, chunk_losses = run(state, indices)
+            losses.append(np.asarray(chunk_losses))
+            pbar.update(len(indices))
+    return state[0], np.concatenate(losses, axis=1)
+
+
+def _seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    """Per seed: the key of the initialisation and the key of the batch order."""
+    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32))
+    return jax.vmap(jax.random.split, out_axes=1)(keys)
+
+
+def _check_finite(loss_curve: np.ndarray, runs: Sequence[str]) -> None:
+    if not np.all(np.isfinite(loss_curve[:, -1])):
+        bad = [r for r, l in zip(runs, loss_curve[:, -1]) if not np.isfinite(l)]
+        raise FloatingPointError(f"training diverged (non-finite loss) for {', '.join(bad)}; lower the learning rate")
 
 
 def fit(
@@ -151,68 +259,86 @@ def fit(
         (PyTorch's ``DataLoader`` default, ``drop_last=False``).
     """
     module = _as_model(model)
-    x, y = _check_data(module, x, y, dtype)
-    seeds = tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("give at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    n = x.shape[0]
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-    batch = n if batch_size is None else min(batch_size, n)
-    n_batches = -(-n // batch)
+    x, y = _check_data(x, y, dtype, module)
+    seeds = _check_run_arguments(seeds, epochs, batch_size)
     tx = make_optimizer(optimizer, learning_rate)
-
-    def loss_fn(params: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> jax.Array:
-        pred = module.apply({"params": params}, xb)[..., 0]
-        error = jnp.mean(((pred - yb) ** 2).reshape(pred.shape[0], -1), axis=1)
-        return jnp.sum(wb * error) / jnp.sum(wb)
-
-    def step(params: Any, opt_state: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb, wb)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    def epoch(carry: tuple[Any, Any, jax.Array], index: jax.Array) -> tuple[tuple[Any, Any, jax.Array], jax.Array]:
-        params, opt_state, key = carry
-        if n_batches == 1:
-            params, opt_state, loss = step(params, opt_state, x, y, jnp.ones(n, x.dtype))
-            return (params, opt_state, key), loss
-        order = jax.random.permutation(jax.random.fold_in(key, index), n)
-        pad = n_batches * batch - n
-        order = jnp.concatenate([order, order[:pad]]).reshape(n_batches, batch)
-        weights = jnp.concatenate([jnp.ones(n, x.dtype), jnp.zeros(pad, x.dtype)]).reshape(n_batches, batch)
-
-        def batch_step(state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[Any, Any], jax.Array]:
-            idx, w = inputs
-            p, s, loss = step(*state, x[idx], y[idx], w)
-            return (p, s), loss * jnp.sum(w)
-
-        (params, opt_state), losses = jax.lax.scan(batch_step, (params, opt_state), (order, weights))
-        return (params, opt_state, key), jnp.sum(losses) / n
-
-    @jax.jit
-    def run(state: Any, indices: jax.Array) -> tuple[Any, jax.Array]:
-        return jax.vmap(lambda s: jax.lax.scan(epoch, s, indices))(state)
-
-    keys = jax.vmap(jax.random.key)(jnp.asarray(seeds, dtype=jnp.uint32))
-    init_keys, data_keys = jax.vmap(jax.random.split, out_axes=1)(keys)
+    init_keys, data_keys = _seed_keys(seeds)
     params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
-    state = (params, jax.vmap(tx.init)(params), data_keys)
+    params, loss_curve = _train(
+        lambda p, _, xb: module.apply({"params": p}, xb)[..., 0],
+        lambda _: tx,
+        params, jnp.zeros(len(seeds)), data_keys, x, y,
+        epochs=epochs, batch_size=batch_size, desc=desc or f"training {len(seeds)} seed(s)",
+    )
+    _check_finite(loss_curve, [f"seed {s}" for s in seeds])
+    return TrainResult(model=module, params=params, losses=loss_curve, seeds=seeds)
 
-    chunk = max(1, -(-epochs // PROGRESS_STEPS))
-    losses = []
-    with progress.bar(epochs, desc or f"training {len(seeds)} seed(s)", unit="epoch") as pbar:
-        for start in range(0, epochs, chunk):
-            indices = jnp.arange(start, min(start + chunk, epochs))
-            state, chunk_losses = run(state, indices)
-            losses.append(np.asarray(chunk_losses))
-            pbar.update(len(indices))
-    loss_curve = np.concatenate(losses, axis=1)
-    if not np.all(np.isfinite(loss_curve[:, -1])):
-        bad = [s for s, l in zip(seeds, loss_curve[:, -1]) if not np.isfinite(l)]
-        raise FloatingPointError(f"training diverged (non-finite loss) for seed(s) {bad}; lower the learning rate")
-    return TrainResult(model=module, params=state[0], losses=loss_curve, seeds=seeds)
+
+def fit_variants(
+    specs: Sequence[MLPSpec],
+    x: np.typing.ArrayLike,
+    y: np.typing.ArrayLike,
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    learning_rates: float | Sequence[float] = 1e-3,
+    optimizer: str = "adam",
+    batch_size: int | None = None,
+    dtype: Any = jnp.float32,
+    desc: str | None = None,
+) -> list[TrainResult]:
+    """Train several LayerNorm placements x ``seeds``, each with its own learning rate, at once.
+
+    ``specs`` must differ only in :attr:`~companion.arch.MLPSpec.layernorm` and have parameter-free
+    LayerNorms, so that they share one parameter tree (the paper's heads, Sec. 4.3). Seed ``s``
+    starts every variant from the same initial weights and the same batch order, exactly as
+    ``fit(spec, ..., seeds=[s])`` would. Returns one :class:`TrainResult` per spec, in order;
+    the result equals ``[fit(spec, ..., learning_rate=lr) for spec, lr in zip(specs, learning_rates)]``.
+    """
+    specs = list(specs)
+    if not specs or not all(isinstance(s, MLPSpec) for s in specs):
+        raise ValueError("specs must be a non-empty sequence of MLPSpec")
+    base = specs[0].replace(layernorm=frozenset())
+    for spec in specs:
+        if spec.replace(layernorm=frozenset()) != base:
+            raise ValueError(f"variants may differ only in their LayerNorm positions; {spec} differs from {specs[0]}")
+        if spec.ln_affine:
+            raise ValueError("fit_variants needs parameter-free LayerNorms (ln_affine=False)")
+    rates = [learning_rates] * len(specs) if isinstance(learning_rates, (int, float)) else list(learning_rates)
+    if len(rates) != len(specs):
+        raise ValueError(f"give one learning rate per variant: {len(specs)} variants, {len(rates)} learning rates")
+    rates = [_check_learning_rate(r) for r in rates]
+    make = OPTIMIZERS[_check_optimizer_name(optimizer)]
+    module = MLP(base)
+    x, y = _check_data(x, y, dtype)
+    seeds = _check_run_arguments(seeds, epochs, batch_size)
+    n_seeds, n_variants = len(seeds), len(specs)
+
+    # Runs are ordered variant-major: run v * n_seeds + s is variant v with seed s.
+    masks = jnp.asarray([[h in spec.layernorm for h in range(1, base.depth + 1)] for spec in specs])
+    hypers = {
+        "ln_mask": jnp.repeat(masks, n_seeds, axis=0),
+        "learning_rate": jnp.repeat(jnp.asarray(rates, dtype=dtype), n_seeds),
+    }
+    init_keys, data_keys = _seed_keys(seeds)
+    params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
+    params = jax.tree_util.tree_map(lambda leaf: jnp.tile(leaf, (n_variants,) + (1,) * (leaf.ndim - 1)), params)
+    data_keys = jnp.tile(data_keys, n_variants)
+    params, loss_curve = _train(
+        lambda p, h, xb: module.apply({"params": p}, xb, ln_mask=h["ln_mask"])[:, 0],
+        lambda h: make(h["learning_rate"]),
+        params, hypers, data_keys, x, y,
+        epochs=epochs, batch_size=batch_size,
+        desc=desc or f"training {n_variants} variants x {n_seeds} seed(s)",
+    )
+    _check_finite(loss_curve, [f"{spec.label} seed {s}" for spec in specs for s in seeds])
+    results = []
+    for v, spec in enumerate(specs):
+        rows = slice(v * n_seeds, (v + 1) * n_seeds)
+        results.append(TrainResult(
+            model=MLP(spec),
+            params=jax.tree_util.tree_map(lambda leaf: leaf[rows], params),
+            losses=loss_curve[rows],
+            seeds=seeds,
+        ))
+    return results

@@ -8,6 +8,7 @@ downloaded there).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 __all__ = ["ENV_VAR", "data_dir"]
@@ -20,6 +21,9 @@ def data_dir() -> Path:
     value = os.environ.get(ENV_VAR, "").strip()
     if value:
         return Path(value).expanduser().resolve()
-    import pooch
+    with warnings.catch_warnings():
+        # pooch imports tqdm.auto, which warns "IProgress not found" in a notebook without ipywidgets.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import pooch
 
     return Path(pooch.os_cache("layernorm-companion"))

@@ -17,22 +17,24 @@ evaluated up to ``i = 100``, as in the paper. Three measurements:
 
 The ``full`` profile is the paper's protocol where the paper gives one (architecture, data, 5
 seeds, evaluation range); the rest (training set size, optimiser, epochs, batch size) is ours and
-stated in :data:`CONFIGS`. ``python -m companion run transformer --profile full`` writes its
-numbers to ``src/companion/results/transformer-full.json`` one seed at a time (a rerun resumes),
-and the chapter shows them when that file exists.
+stated in :data:`CONFIGS`. ``python -m companion run transformer --profile full`` saves each
+(variant, seed) run and the kernel measurement under ``artefacts/transformer/full/`` as soon as
+it is done (:mod:`companion.artefacts`; a rerun resumes), and the chapter shows them when present.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from companion import artefacts, profile, progress
+from companion import artefacts, profile
 from companion.data.sequences import LinearSequences, linear_sequences
 from companion.nt import nt
 from companion.stats import MeanCI, mean_ci
@@ -40,8 +42,8 @@ from companion.train import TrainResult, fit
 from companion.transformer import Transformer, TransformerSpec
 
 __all__ = [
-    "Config", "CONFIGS", "config", "specs", "Result", "run", "kernel_diagonals", "run_and_save",
-    "load", "artefact_name",
+    "Config", "CONFIGS", "config", "specs", "Result", "run", "kernel_diagonals", "run_artefact",
+    "load_artefact", "main",
 ]
 
 
@@ -198,80 +200,118 @@ def profile_of(cfg: Config) -> str:
     return next((name for name, c in CONFIGS.items() if c == cfg), "custom")
 
 
-def _jsonable(cfg: Config) -> dict[str, Any]:
-    return json_roundtrip(dataclasses.asdict(cfg))
+# ---- the resumable full run: one file per (variant, seed), the kernel, a summary with provenance --
+
+KERNEL_RUN = "ntk at initialisation"  # stored like a method with one seed, so it is resumable too
 
 
-def json_roundtrip(value: Any) -> Any:
-    """``value`` as JSON would give it back (tuples become lists), to compare configurations."""
-    if isinstance(value, dict):
-        return {str(k): json_roundtrip(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_roundtrip(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+def _rounded(values: np.ndarray) -> list:
+    return np.round(np.asarray(values, dtype=np.float64), 5).tolist()
 
 
-def artefact_name(profile_name: str) -> str:
-    """Name of the result file of a profile (:mod:`companion.artefacts`): ``transformer-full``..."""
-    return f"transformer-{profile_name}"
-
-
-def run_and_save(profile_name: str = "full") -> dict[str, Any]:
-    """Compute the ``profile_name`` results one seed at a time and save after each (resumable).
-
-    A rerun keeps the seeds already stored under the same configuration and computes the rest;
-    a stored file of another configuration is replaced.
-    """
-    cfg = config(profile_name)
-    name = artefact_name(profile_name)
-    stored = artefacts.load(name)
-    if stored is None or stored.get("config") != _jsonable(cfg):
-        stored = {"config": _jsonable(cfg), "seeds": {}, "seconds": {}}
-    stored["provenance"] = artefacts.provenance()
+def _train_to_json(cfg: Config, label: str, seeds: list[int]) -> list[dict[str, Any]]:
+    start = time.perf_counter()
     train, test = _data(cfg)
-    jobs = [(label, spec, seed) for label, spec in specs(cfg).items() for seed in range(cfg.seeds)]
-    with progress.bar(len(jobs) + 1, f"transformer ({profile_name})", unit="run") as bar:
-        for label, spec, seed in jobs:
-            done = stored["seeds"].setdefault(label, {})
-            if str(seed) not in done:
-                start = time.perf_counter()
-                metrics = _evaluate(cfg, _train(cfg, spec, train, [seed]), test)
-                done[str(seed)] = json_roundtrip({k: v[0] for k, v in metrics.items()})
-                stored["seconds"][f"{label}, seed {seed}"] = time.perf_counter() - start
-                artefacts.save(name, stored)
-            bar.update(1)
-        if "kernel" not in stored:
-            start = time.perf_counter()
-            stored["kernel"] = json_roundtrip(kernel_diagonals(cfg))
-            stored["seconds"]["kernel"] = time.perf_counter() - start
-        stored["wall_seconds"] = float(sum(stored["seconds"].values()))
-        artefacts.save(name, stored)
-        bar.update(1)
-    return stored
+    metrics = _evaluate(cfg, _train(cfg, specs(cfg)[label], train, seeds), test)
+    seconds = (time.perf_counter() - start) / len(seeds)
+    return [{k: _rounded(v[i]) for k, v in metrics.items()} | {"seconds": seconds} for i in range(len(seeds))]
 
 
-def load(profile_name: str = "full") -> Result | None:
-    """The stored results of a profile as a :class:`Result` (``None`` if absent or incomplete)."""
-    stored = artefacts.load(artefact_name(profile_name))
-    if stored is None or "kernel" not in stored:
-        return None
-    fields = {f.name for f in dataclasses.fields(Config)}
-    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in stored["config"].items() if k in fields}
-    cfg = Config(**raw)
-    if any(len(per_seed) < cfg.seeds for per_seed in stored["seeds"].values()):
-        return None
-    metrics = {
-        label: {
-            key: np.stack([np.asarray(per_seed[str(s)][key]) for s in range(cfg.seeds)])
-            for key in per_seed["0"]
-        }
-        for label, per_seed in stored["seeds"].items()
+def _kernel_to_json(cfg: Config) -> dict[str, Any]:
+    start = time.perf_counter()
+    diagonals = kernel_diagonals(cfg)
+    return {
+        "diagonals": {label: {str(w): d.tolist() for w, d in by_width.items()} for label, by_width in diagonals.items()},
+        "seconds": time.perf_counter() - start,
     }
-    kernel = {label: {int(w): np.asarray(v) for w, v in by_width.items()} for label, by_width in stored["kernel"].items()}
-    prov = stored["provenance"]
-    source = f"stored {profile_of(cfg)} results of {prov['date']} on {prov['device']}, commit {prov['commit']}"
-    return Result(cfg, _data(cfg)[1], metrics, kernel, stored["seconds"], source=source)
+
+
+def _collect(cfg: Config, folder: Path) -> Result | None:
+    """The complete results stored in ``folder`` (``None`` while any run is missing)."""
+    fp = artefacts.fingerprint(cfg)
+    runs = {label: [artefacts.load_run(folder, label, s, fp) for s in range(cfg.seeds)] for label in specs(cfg)}
+    kernel = artefacts.load_run(folder, KERNEL_RUN, 0, fp)
+    if kernel is None or any(run is None for per_seed in runs.values() for run in per_seed):
+        return None
+    keys = ("error", "size", "examples", "scale_size", "train_loss")
+    metrics = {label: {k: np.asarray([run[k] for run in per_seed]) for k in keys} for label, per_seed in runs.items()}
+    diagonals = {
+        label: {int(w): np.asarray(d) for w, d in by_width.items()} for label, by_width in kernel["diagonals"].items()
+    }
+    seconds = {label: float(sum(run["seconds"] for run in per_seed)) for label, per_seed in runs.items()}
+    seconds["kernel"] = float(kernel["seconds"])
+    dates = sorted({run["provenance"]["date"] for per_seed in runs.values() for run in per_seed})
+    devices = sorted({d for per_seed in runs.values() for run in per_seed for d in run["provenance"]["devices"]})
+    source = f"stored {profile_of(cfg)}-profile results ({', '.join(devices)}; {dates[0][:10]} to {dates[-1][:10]})"
+    return Result(cfg, _data(cfg)[1], metrics, diagonals, seconds, source=source)
+
+
+def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None) -> Path:
+    """Run (or finish) the experiment of ``profile_name``, one file per (variant, seed); return the folder.
+
+    Runs already saved with the same configuration are skipped, so an interrupted run continues
+    where it stopped; ``seeds_at_once`` seeds are trained together (default: all).
+    """
+    name = profile.active() if profile_name is None else profile_name
+    cfg = config(name)
+    folder = Path(out) if out is not None else artefacts.directory("transformer", name)
+    if folder is None:
+        raise ValueError("this installation has no source checkout to keep artefacts in; pass an output folder")
+    fp = artefacts.fingerprint(cfg)
+    artefacts.resume(folder, list(specs(cfg)), range(cfg.seeds), fp,
+                     lambda label, seeds: _train_to_json(cfg, label, seeds),
+                     cfg.seeds if seeds_at_once is None else seeds_at_once)
+    artefacts.resume(folder, [KERNEL_RUN], [0], fp, lambda _, seeds: [_kernel_to_json(cfg)], 1)
+    result = _collect(cfg, folder)
+    summary = {
+        "experiment": "transformer", "profile": name, "complete": result is not None,
+        "config": dataclasses.asdict(cfg), "config_fingerprint": fp,
+        "wall_seconds": None if result is None else round(sum(result.seconds.values()), 1),
+        "headline": None if result is None else _headline(result),
+        "provenance": artefacts.provenance(),
+    }
+    artefacts.write_json(folder / "summary.json", summary)
+    print(f"wrote {folder / 'summary.json'}")
+    return folder
+
+
+def _headline(result: Result) -> dict[str, Any]:
+    """The numbers the chapter's checks use, for a reader of summary.json."""
+    last, trained = result.config.eval_length, result.config.train_length
+    return {
+        label: {
+            f"error, predicted index {trained - 9}..{trained}": round(result.window(label, "error", trained - 9, trained), 4),
+            f"error, predicted index {last - 9}..{last}": round(result.window(label, "error", last - 9, last), 4),
+            "mean |prediction| per input scale": _rounded(result.metrics[label]["scale_size"].mean(axis=0)),
+        }
+        for label in result.labels
+    }
+
+
+def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Result | None:
+    """The saved results of ``profile_name`` (``None`` when absent or incomplete)."""
+    folder = folder or artefacts.directory("transformer", profile_name)
+    if folder is None or not (folder / "summary.json").is_file():
+        return None
+    saved = artefacts.read_json(folder / "summary.json")["config"]
+    return _collect(Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), folder)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m companion run transformer``: run (or resume) the experiment and save its artefacts."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(
+        prog="python -m companion run transformer",
+        description="The transformer experiment (paper App. M, Fig. 7): results saved per variant and seed; "
+        "rerunning skips those already saved.",
+    )
+    parser.add_argument("--profile", choices=profile.PROFILES, help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
+    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/transformer/<profile>/ of the checkout)")
+    parser.add_argument("--seeds-at-once", type=int, metavar="N", help="train N seeds together (default: all)")
+    args = parser.parse_args(argv)
+    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
+        os.environ[profile.ENV_VAR] = args.profile
+    run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
+    return 0

@@ -1,0 +1,160 @@
+"""The protein experiment: Table-1 summaries, the resumable artefact run, the command line, and the
+committed ``full`` artefact against the paper's Table 1."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from companion import artefacts, cli
+from companion.data import casp
+from companion.experiments import protein
+from test_casp import _synthetic_frame
+
+# Two networks and XGBoost, a few epochs: what matters here is the bookkeeping, not the numbers.
+TINY = protein.Config(seeds=2, epochs=3, n_train=300, width=8, placements=("first", "none"))
+
+
+@pytest.fixture(scope="module")
+def split() -> casp.CaspSplit:
+    return casp.split(_synthetic_frame(), seed=0)
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch, split: casp.CaspSplit) -> list[tuple[str, tuple[int, ...]]]:
+    """The ``ci`` profile shrunk to seconds, on synthetic data; returns the log of trained (method, seeds)."""
+    calls: list[tuple[str, tuple[int, ...]]] = []
+    train = protein.train
+
+    def logged(cfg, data, method, seeds):
+        calls.append((method, tuple(seeds)))
+        return train(cfg, data, method, seeds)
+
+    monkeypatch.setitem(protein.CONFIGS, "ci", TINY)
+    monkeypatch.setattr(protein, "load_split", lambda cfg: split)
+    monkeypatch.setattr(protein, "train", logged)
+    return calls
+
+
+def _record(method: str, seed: int, r2_id: float, r2_ood: float, n: int = 50) -> protein.Record:
+    return protein.Record(method, seed, r2_id, r2_ood, 1.0, 0.1, np.linspace(0, 1, n) * (seed + 1))
+
+
+def test_papers_table_covers_every_method() -> None:
+    assert set(protein.PAPER_TABLE_1) == set(protein.methods(protein.config("full")))
+    assert all(set(parts) == {"ood", "id"} for parts in protein.PAPER_TABLE_1.values())
+    assert protein.config("full") == protein.Config(seeds=10, epochs=2500), "full must stay the paper's protocol"
+
+
+def test_table_bold_and_agreement_from_records() -> None:
+    cfg = dataclasses.replace(TINY, seeds=3)
+    records = {
+        "LN every": [_record("LN every", s, 0.60 + 0.002 * s, 0.50 + 0.002 * s) for s in range(3)],
+        "no LN": [_record("no LN", s, 0.58 + 0.002 * s, 0.31 + 0.002 * s) for s in range(3)],
+        "XGBoost": [_record("XGBoost", s, 0.61, 0.27) for s in range(3)],
+    }
+    results = protein.Results(cfg, records)
+    table = results.table()
+    assert table["LN every"]["ood"].mean == pytest.approx(0.502)
+    assert table["XGBoost"]["ood"].half_width == 0.0, "identical runs have a zero-width interval"
+    assert results.bold("ood") == {"LN every"}
+    assert not results.complete, "two of the five methods are missing"
+    agree = protein.paper_agreement(results)
+    assert agree[("LN every", "ood")] and agree[("XGBoost", "ood")] and agree[("no LN", "id")]
+    assert ("LN first", "ood") not in agree
+    grid = np.linspace(0, 1, 7)
+    trend = results.trend("LN every", np.linspace(0, 1, 50), grid)
+    assert trend.mean.shape == (7,) and np.all(trend.lower <= trend.upper)
+
+
+def test_live_run_trains_every_method(tiny: list, split: casp.CaspSplit) -> None:
+    results = protein.run(protein.config("ci"), split)
+    assert list(results.records) == protein.methods(TINY) and results.complete
+    for method in results.records:
+        assert results.ood_predictions(method).shape == (2, len(split.y_ood))
+    # XGBoost with its default (non-random) settings does not depend on the seed.
+    np.testing.assert_array_equal(*results.ood_predictions("XGBoost"))
+    assert [seeds for _, seeds in tiny] == [(0, 1)] * 3, "networks are trained for all seeds at once"
+
+
+def test_artefact_run_is_resumable(tiny: list, tmp_path: Path) -> None:
+    out = protein.run_artefact("ci", out=tmp_path, seeds_at_once=1)
+    assert out == tmp_path and len(tiny) == 6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["complete"] and summary["runs"] == 6 and summary["config"]["epochs"] == 3
+    for key in ("versions", "devices", "date", "commit"):
+        assert key in summary["provenance"]
+    assert set(summary["table_1"]) == set(protein.methods(TINY))
+
+    tiny.clear()
+    protein.run_artefact("ci", out=tmp_path)
+    assert tiny == [], "a rerun must skip what is done"
+    assert (tmp_path / "runs" / "xgboost" / "seed-1.json").is_file()
+
+    (tmp_path / "runs" / "ln-first" / "seed-1.json").unlink()
+    protein.run_artefact("ci", out=tmp_path)
+    assert tiny == [("LN first", (1,))]
+
+    loaded = protein.load_artefact("ci", tmp_path)
+    assert loaded.complete and loaded.config == TINY and loaded.summary["profile"] == "ci"
+    record = loaded.records["LN first"][1]
+    assert record.provenance["trained_with_seeds"] == [1] and record.provenance["versions"]["jax"]
+
+
+def test_artefacts_of_another_configuration_are_not_mixed(tiny: list, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(protein.CONFIGS, "ci", dataclasses.replace(TINY, placements=("none",)))
+    protein.run_artefact("ci", out=tmp_path)
+    monkeypatch.setitem(protein.CONFIGS, "ci", dataclasses.replace(TINY, placements=("none",), epochs=4))
+    with pytest.raises(ValueError, match="comes from another configuration"):
+        protein.run_artefact("ci", out=tmp_path)
+
+
+def test_missing_artefact_loads_as_none(tmp_path: Path) -> None:
+    assert protein.load_artefact("full", tmp_path / "nothing") is None
+
+
+def test_command_line_runs_an_experiment_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    calls = []
+    monkeypatch.setattr(protein, "run_artefact", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.delenv("COMPANION_PROFILE")
+    assert cli.main(["run", "protein", "--profile", "full", "--out", str(tmp_path), "--seeds-at-once", "2"]) == 0
+    assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2})]
+    assert protein.profile.active() == "full", "the flag also sets the profile for progress bars"
+    with pytest.raises(SystemExit):
+        cli.main(["run", "protein", "--seeds-at-once", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["run", "no-such-experiment"])
+    assert "invalid choice: 'no-such-experiment'" in capsys.readouterr().err
+
+
+def test_artefact_json_keeps_number_lists_on_one_line(tmp_path: Path) -> None:
+    artefacts.write_json(tmp_path / "a.json", {"x": [1.5, -2.0, 3e-5], "name": "LN every"})
+    text = (tmp_path / "a.json").read_text()
+    assert '"x": [1.5, -2.0, 3e-05]' in text and json.loads(text)["name"] == "LN every"
+    assert artefacts.slug("LN every") == "ln-every" and artefacts.slug("XGBoost") == "xgboost"
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        artefacts.read_json(tmp_path / "bad.json")
+
+
+def test_full_artefact_matches_the_papers_table_1() -> None:
+    full = protein.load_artefact("full")
+    if full is None:
+        pytest.skip("no full artefact yet: run `python -m companion run protein --profile full` and commit artefacts/protein/full")
+    if not full.complete:
+        pytest.skip(f"the full artefact is incomplete ({full.summary['runs']} runs); finish it with the same command")
+    assert full.config == protein.config("full"), "the committed artefact was made with another configuration; rerun it"
+    agreement = protein.paper_agreement(full)
+    missed = {key for key, ok in agreement.items() if not ok}
+    unexplained = missed - set(protein.EXPLAINED_DIFFERENCES)
+    table = full.table()
+    assert not unexplained, "outside the paper's intervals without an explanation in the chapter: " + ", ".join(
+        f"{m} {p}: ours {table[m][p].format()} vs paper {protein.PAPER_TABLE_1[m][p]}" for m, p in sorted(unexplained)
+    )
