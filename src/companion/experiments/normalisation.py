@@ -15,15 +15,18 @@ hidden layer:
    sine of the first chapter (:func:`companion.experiments.first_look.run`, standard
    parametrisation, Adam) and evaluated up to :attr:`Config.reach` training half-widths away.
 
-The derivation (chapter, section "The kernel of each variant"): with ``q = sigma_w^2 |x|^2 / n0 +
-sigma_b^2`` the variance of a first-layer pre-activation and, for ReLU in the NTK
-parametrisation, ``D = sigma_w^2 / 2`` the factor each later layer contributes to the backward pass,
+The derivation (chapter, section "The kernel of each variant"): with ``q = sigma_in^2 |x|^2 / n0 +
+sigma_b^2`` the variance of a first-layer pre-activation (``sigma_in`` the first weight scale) and,
+for ReLU in the NTK parametrisation, ``D = sigma_w^2 / 2`` the factor each later layer contributes
+to the backward pass,
 
     Theta(x, x) = T_1(x) + sum_{h=2}^{L+1} Sigma^(h-1)(x, x) D^(L+1-h),
     Sigma^(h)   = D Sigma^(h-1) + sigma_b^2  (h >= 2),
 
 where ``T_1`` (the gradient of the first layer and of the normalisation's own parameters) and
-``Sigma^(1)`` depend on the normalisation (:func:`first_layer_terms`).
+``Sigma^(1)`` depend on the normalisation (:func:`first_layer_terms`). Where
+:mod:`companion.kernels` covers a row (no normalisation, LayerNorm with any ``eps``, RMSNorm), its
+general recursion gives the same numbers (:attr:`Result.reference`, checked in the chapter).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate
 
-from companion import profile
-from companion.arch import MLPSpec
+from companion import kernels, profile
+from companion.arch import MLPSpec, theory_spec
 from companion.experiments import first_look
 from companion.models import MLP
 from companion.normalisation import DYT_ALPHA0
@@ -93,9 +96,14 @@ def config(profile_name: str | None = None) -> Config:
     return profile.select(CONFIGS, profile_name)
 
 
-def variants(cfg: Config, **base: object) -> dict[str, MLPSpec]:
-    """One spec per row of :data:`ROWS` (``base`` overrides, e.g. ``parametrisation="ntk"``)."""
-    spec = MLPSpec(depth=cfg.depth, width=cfg.width, activation="relu", layernorm="first").replace(**base)
+def variants(cfg: Config, theory: bool = False) -> dict[str, MLPSpec]:
+    """One spec per row of :data:`ROWS`: the toy study's networks (standard parametrisation, as the
+    paper's experiments), or with ``theory`` the paper's theoretical network
+    (:func:`companion.arch.theory_spec`, NTK parametrisation) at width ``cfg.ntk_width``."""
+    if theory:
+        spec = theory_spec(depth=cfg.depth, layernorm="first", width=cfg.ntk_width)
+    else:
+        spec = MLPSpec(depth=cfg.depth, width=cfg.width, activation="relu", layernorm="first")
     return {name: spec.replace(**changes) for name, (changes, _) in ROWS.items()}
 
 
@@ -124,7 +132,7 @@ def first_layer_terms(spec: MLPSpec, q: float) -> tuple[float, float]:
       (first layer, ``alpha``, ``gamma``, ``beta``) and ``Sigma^(1) = sigma_w^2 E[1(u>0) tanh^2] + sigma_b^2``.
       The first term grows like ``sqrt(q)``: the diagonal is unbounded (:func:`dyt_slope`).
     """
-    sw2, sb2, depth = spec.sigma_w**2, spec.sigma_b**2, spec.depth
+    sw2, sb2, depth = spec.sigma_w**2, spec.sigma_b**2, spec.depth  # sigma_w: the layers after the first
     d = sw2 / 2.0
     p = sw2 * d ** (depth - 1)
     eps = spec.ln_eps
@@ -155,7 +163,7 @@ def infinite_width_diagonal(spec: MLPSpec, x: np.typing.ArrayLike) -> np.ndarray
     d, sb2 = spec.sigma_w**2 / 2.0, spec.sigma_b**2
     out = []
     for norm2 in np.sum(x**2, axis=1) / x.shape[1]:
-        total, sigma = first_layer_terms(spec, spec.sigma_w**2 * norm2 + sb2)
+        total, sigma = first_layer_terms(spec, spec.weight_scales[0] ** 2 * norm2 + sb2)
         for h in range(2, spec.depth + 2):
             total += sigma * d ** (spec.depth + 1 - h)
             sigma = d * sigma + sb2
@@ -164,13 +172,13 @@ def infinite_width_diagonal(spec: MLPSpec, x: np.typing.ArrayLike) -> np.ndarray
 
 
 def dyt_slope(spec: MLPSpec, n0: int = 1) -> float:
-    """``lim Theta(x, x) / |x|`` for DyT in layer 1: ``P (2 alpha / 3) sigma_w / sqrt(2 pi n0)``.
+    """``lim Theta(x, x) / |x|`` for DyT in layer 1: ``P (2 alpha / 3) sigma_in / sqrt(2 pi n0)``.
 
     From ``E[alpha^2 sech^4(alpha u) 1(u>0)] ~ (2 alpha / 3) / sqrt(2 pi q)`` (the integral of
-    ``sech^4`` is 4/3) times ``q ~ sigma_w^2 |x|^2 / n0``.
+    ``sech^4`` is 4/3) times ``q ~ sigma_in^2 |x|^2 / n0``.
     """
     p = spec.sigma_w**2 * (spec.sigma_w**2 / 2.0) ** (spec.depth - 1)
-    return p * (2.0 * DYT_ALPHA0 / 3.0) * spec.sigma_w / math.sqrt(2.0 * math.pi * n0)
+    return p * (2.0 * DYT_ALPHA0 / 3.0) * spec.weight_scales[0] / math.sqrt(2.0 * math.pi * n0)
 
 
 def kernel_measurements(cfg: Config) -> dict[str, dict[str, np.ndarray]]:
@@ -182,7 +190,7 @@ def kernel_measurements(cfg: Config) -> dict[str, dict[str, np.ndarray]]:
     x = jnp.asarray(np.r_[cfg.ntk_x, cfg.anchor][:, None], jnp.float32)
     keys = jax.vmap(jax.random.key)(jnp.arange(cfg.ntk_seeds, dtype=jnp.uint32))
     out = {}
-    for name, spec in variants(cfg, parametrisation="ntk", width=cfg.ntk_width).items():
+    for name, spec in variants(cfg, theory=True).items():
         model = MLP(spec)
         ntk = nt.empirical_ntk_fn(lambda p, xs, model=model: model.apply({"params": p}, xs), trace_axes=(-1,), vmap_axes=0)
         params = jax.vmap(lambda k, model=model: model.init(k, x[:1])["params"])(keys)
@@ -198,6 +206,7 @@ class Result:
     config: Config
     kernel: dict[str, dict[str, np.ndarray]]
     theory: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
     trained: first_look.Result
 
     @property
@@ -226,9 +235,16 @@ def run(cfg: Config | None = None) -> Result:
     cfg = cfg or config()
     kernel = kernel_measurements(cfg)
     x = np.asarray(cfg.ntk_x)[:, None]
-    theory = {name: infinite_width_diagonal(spec, x) for name, spec in variants(cfg, parametrisation="ntk").items()}
+    specs = variants(cfg, theory=True)
+    theory = {name: infinite_width_diagonal(spec, x) for name, spec in specs.items()}
+    reference = {}
+    for name, spec in specs.items():
+        try:
+            reference[name] = kernels.kernel_diag(x, spec).ntk
+        except ValueError:  # a row companion.kernels does not cover (affine, after ReLU, DyT)
+            continue
     toy = first_look.Config(
         seeds=cfg.seeds, epochs=cfg.epochs, grid_points=cfg.grid_points, n_train=cfg.n_train, noise=cfg.noise,
         depth=cfg.depth, width=cfg.width, learning_rate=cfg.learning_rate, reach=cfg.reach, data_seed=cfg.data_seed,
     )
-    return Result(cfg, kernel, theory, first_look.run(toy, variants(cfg)))
+    return Result(cfg, kernel, theory, reference, first_look.run(toy, variants(cfg)))

@@ -42,8 +42,8 @@ from companion.train import TrainResult, fit
 from companion.transformer import Transformer, TransformerSpec
 
 __all__ = [
-    "Config", "CONFIGS", "config", "specs", "Result", "run", "kernel_diagonals", "run_artefact",
-    "load_artefact", "main",
+    "Config", "CONFIGS", "config", "specs", "Result", "run", "kernel_diagonals", "plot_sequence",
+    "plot_scale", "run_artefact", "load_artefact", "main",
 ]
 
 
@@ -193,6 +193,47 @@ def run(cfg: Config | None = None) -> Result:
     kernel = kernel_diagonals(cfg)
     seconds["kernel"] = time.perf_counter() - start
     return Result(cfg, test, metrics, kernel, seconds, source=f"computed now ({profile_of(cfg)} profile)")
+
+
+def plot_sequence(result: Result, axes) -> None:
+    """The paper's Fig. 7 view on two axes: one test sequence with each variant's predictions
+    (mean and 95% band over seeds), and the mean absolute error along the sequence."""
+    from companion import plotting
+
+    index, trained = result.predicted_index, result.config.train_length
+    truth = result.test.values[0, 1:]
+    for ax in axes:
+        plotting.mark_training_range(ax, (1, trained))
+    axes[0].plot(index, truth, color=plotting.colour("data"), lw=1, ls="--", label="truth $a + b\\,i$")
+    for label in result.labels:
+        plotting.band(axes[0], index, mean_ci(result.metrics[label]["examples"][:, 0], axis=0), label)
+        plotting.band(axes[1], index, result.summary(label, "error"), label)
+    lowest = min(float(result.summary(label, "error").mean.min()) for label in result.labels)
+    axes[1].set_ylim(bottom=lowest / 3)  # a band reaching below zero would fill the whole log axis
+    axes[0].set(xlabel="index $i$ of the predicted value", ylabel="prediction of $f(i)$", title="one test sequence")
+    axes[1].set(xlabel="index $i$ of the predicted value", ylabel="mean $|$error$|$", yscale="log",
+                title=f"{result.config.n_test} test sequences")
+    axes[0].legend(loc="best")
+
+
+def plot_scale(result: Result, axes) -> None:
+    """Along a ray: the mean size of the prediction of ``f(31)`` for inputs scaled by ``s``, and
+    the empirical NTK diagonal at initialisation relative to its value at ``s = 1`` at each width."""
+    from companion import plotting
+
+    scales, ntk_scales = np.asarray(result.config.scales), np.asarray(result.config.ntk_scales)
+    styles = ("-", "--", ":", "-.")
+    for label in result.labels:
+        plotting.band(axes[0], scales, result.summary(label, "scale_size"), label, marker="o")
+        for style, (width, diag) in zip(styles, result.kernel[label].items()):
+            relative = diag.mean(axis=0) / diag.mean(axis=0)[ntk_scales == 1.0][0]
+            axes[1].plot(ntk_scales, relative, ls=style, marker=".", color=plotting.colour(label),
+                         label=f"{label}, width {width}")
+    axes[0].set(xscale="log", yscale="log", xlabel="input scale $s$", ylabel="mean $|f(31)|$",
+                title="trained: prediction of $f(31)$ from $s \\cdot f(1..30)$")
+    axes[1].set(xscale="log", yscale="log", xlabel="input scale $s$",
+                ylabel="$\\Theta(su, su) \\;/\\; \\Theta(u, u)$", title="initialisation: NTK diagonal")
+    axes[1].legend(fontsize=7, ncol=2)
 
 
 def profile_of(cfg: Config) -> str:
