@@ -31,6 +31,8 @@ __all__ = [
     "ACTIVATIONS",
     "C_PHI",
     "LEAKY_RELU_SLOPE",
+    "NORMS",
+    "NORM_POSITIONS",
     "PARAMETRISATIONS",
     "PLACEMENTS",
     "MLPSpec",
@@ -58,6 +60,11 @@ C_PHI = {
 PARAMETRISATIONS = ("standard", "ntk")
 #: Named LayerNorm placements used in the paper's figures and tables.
 PLACEMENTS = ("none", "first", "second", "last", "every")
+#: Normalisation layers (:mod:`companion.normalisation`); the paper's theory is about ``layernorm``.
+NORMS = ("layernorm", "rmsnorm", "dyt")
+#: ``pre``: between a hidden layer's linear map and its activation (the paper's placement);
+#: ``post``: after the activation (outside the paper's theorems).
+NORM_POSITIONS = ("pre", "post")
 
 
 def placement(name: str, depth: int) -> frozenset[int]:
@@ -105,6 +112,12 @@ class MLPSpec:
         LayerNorm epsilon of finite networks (PyTorch's default 1e-5; the theory has none).
     ln_affine:
         Whether LayerNorms learn a scale and shift (the theory's LayerNorm has none).
+    norm:
+        Which normalisation the layers listed in ``layernorm`` carry, one of :data:`NORMS`
+        (``layernorm``, the default; ``rmsnorm``; ``dyt``, Dynamic Tanh). ``ln_eps`` and
+        ``ln_affine`` apply to all of them (see :mod:`companion.normalisation`).
+    norm_position:
+        ``pre`` (default, the paper's placement) or ``post`` (after the activation).
     """
 
     depth: int = 2
@@ -117,6 +130,8 @@ class MLPSpec:
     ln_eps: float = 1e-5
     ln_affine: bool = False
     sigma_w_input: float | None = None
+    norm: str = "layernorm"
+    norm_position: str = "pre"
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 1:
@@ -130,6 +145,13 @@ class MLPSpec:
         if self.parametrisation not in PARAMETRISATIONS:
             raise ValueError(
                 f"unknown parametrisation {self.parametrisation!r}; choose 'standard' or 'ntk'"
+            )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(
+                f"unknown normalisation position {self.norm_position!r}; choose 'pre' (between the "
+                f"linear map and the activation, as in the paper) or 'post' (after the activation)"
             )
         positions = self.layernorm
         if isinstance(positions, str):
@@ -168,10 +190,19 @@ class MLPSpec:
 
     @property
     def label(self) -> str:
-        """Short name used in legends and tables: ``no LN``, ``LN first``, ``LN every``, ..."""
+        """Short name used in legends and tables: ``no LN``, ``LN first``, ``LN every``, ...
+
+        Other normalisations name themselves (``RMSNorm first``, ``DyT first``), and ``post``
+        placement adds `` after act.``.
+        """
         positions = self.layernorm
         if not positions:
             return "no LN"
+        name = {"layernorm": "LN", "rmsnorm": "RMSNorm", "dyt": "DyT"}[self.norm]
+        suffix = " after act." if self.norm_position == "post" else ""
+        return self._placement_label(positions).replace("LN", name, 1) + suffix
+
+    def _placement_label(self, positions: frozenset[int]) -> str:
         if positions == frozenset(range(1, self.depth + 1)) and self.depth > 1:
             return "LN every"
         if len(positions) == 1:

@@ -2,6 +2,9 @@
 
 The model is the paper's fully connected network (App. A): ``depth`` hidden layers, each a linear
 map, an optional parameter-free LayerNorm, and an activation, then a linear read-out to a scalar.
+``MLPSpec.norm`` and ``MLPSpec.norm_position`` swap the LayerNorm for RMSNorm or Dynamic Tanh, or
+move it after the activation (:mod:`companion.normalisation`; the transformer of the paper's
+Fig. 7 is in :mod:`companion.transformer`).
 
 Two parametrisations (:attr:`MLPSpec.parametrisation`):
 
@@ -25,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from companion import normalisation
 from companion.arch import LEAKY_RELU_SLOPE, MLPSpec
 
 __all__ = ["MLP", "Dense", "activation_fn", "check_inputs"]
@@ -103,8 +107,8 @@ class MLP(nn.Module):
         check_inputs(x)
         spec = self.spec
         if ln_mask is not None:
-            if spec.ln_affine:
-                raise ValueError("ln_mask needs parameter-free LayerNorms (ln_affine=False)")
+            if spec.ln_affine or spec.norm == "dyt":
+                raise ValueError("ln_mask needs parameter-free LayerNorms (ln_affine=False, and not DyT)")
             if jnp.shape(ln_mask) != (spec.depth,):
                 raise ValueError(f"ln_mask must have shape ({spec.depth},), got {jnp.shape(ln_mask)}")
         phi = activation_fn(spec.activation)
@@ -112,13 +116,20 @@ class MLP(nn.Module):
         h = x
         for layer in range(1, spec.depth + 1):
             h = Dense(spec.width, spec.parametrisation, scales[layer - 1], spec.sigma_b, name=f"dense_{layer}")(h)
+            norm = None
             if ln_mask is not None or layer in spec.layernorm:
-                normalised = nn.LayerNorm(
-                    epsilon=spec.ln_eps,
-                    use_bias=spec.ln_affine,
-                    use_scale=spec.ln_affine,
-                    name=f"layernorm_{layer}",
-                )(h)
-                h = normalised if ln_mask is None else jnp.where(ln_mask[layer - 1], normalised, h)
+                norm = normalisation.make(
+                    spec.norm, eps=spec.ln_eps, affine=spec.ln_affine, name=f"{spec.norm}_{layer}"
+                )
+            if norm is not None and spec.norm_position == "pre":
+                h = _normalise(norm, h, ln_mask, layer)
             h = phi(h)
+            if norm is not None and spec.norm_position == "post":
+                h = _normalise(norm, h, ln_mask, layer)
         return Dense(1, spec.parametrisation, scales[-1], spec.sigma_b, name="readout")(h)
+
+
+def _normalise(norm: nn.Module, h: jax.Array, ln_mask: jax.Array | None, layer: int) -> jax.Array:
+    """``norm(h)``, or where ``ln_mask`` says so for this layer when the positions are data."""
+    normalised = norm(h)
+    return normalised if ln_mask is None else jnp.where(ln_mask[layer - 1], normalised, h)

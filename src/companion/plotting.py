@@ -23,6 +23,11 @@ ARCH_COLOURS = {
     "LN last": "#2e9d5b",
     "LN every": "#7b3fa0",
     "BatchNorm": "#e08a1e",
+    "RMSNorm first": "#17a2b8",
+    "LN first + affine": "#4c78c8",
+    "LN first, eps 100": "#8fb3e0",
+    "LN first after ReLU": "#2e9d5b",
+    "DyT first": "#b8860b",
     "XGBoost": "#555555",
     "data": "#222222",
 }

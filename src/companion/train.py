@@ -14,7 +14,9 @@ as data). It equals calling :func:`fit` once per variant (tested).
 
 The loss is the mean squared error ``mean_i (f(x_i) - y_i)^2``, PyTorch's ``MSELoss``, which the
 paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only rescales the learning
-rate of gradient descent.
+rate of gradient descent. Sequence models train the same way: :func:`fit` fits a module mapping
+sequences ``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) to
+targets ``(n, T)``, the error averaged over positions as well.
 """
 
 from __future__ import annotations
@@ -89,15 +91,24 @@ class TrainResult:
     seeds: tuple[int, ...]
 
     def predict(self, x: np.typing.ArrayLike) -> np.ndarray:
-        """Predictions of every seed on ``x`` (shape ``(n, d)``), as an array ``(len(seeds), n)``."""
+        """Predictions of every seed on ``x`` (shape ``(n, d)``), as an array ``(len(seeds), n)``.
+
+        For a sequence model, ``x`` of shape ``(n, T, 1)`` gives ``(len(seeds), n, T)``.
+        """
         x = jnp.asarray(x, dtype=jax.tree_util.tree_leaves(self.params)[0].dtype)
-        check_inputs(x)
+        _check_inputs(self.model, x)
         return np.asarray(_predict(self.model, self.params, x))
 
 
 @jax.jit(static_argnums=0)
 def _predict(model: nn.Module, params: Any, x: jax.Array) -> jax.Array:
-    return jax.vmap(lambda p: model.apply({"params": p}, x)[:, 0])(params)
+    return jax.vmap(lambda p: model.apply({"params": p}, x)[..., 0])(params)
+
+
+def _check_inputs(module: nn.Module | None, x: jax.Array) -> None:
+    """MLPs (``None``: an MLP to come) take ``(n, d)``; other modules take ``(n, ...)`` and check the rest."""
+    if module is None or isinstance(module, MLP) or getattr(x, "ndim", 0) < 2:
+        check_inputs(x)
 
 
 def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
@@ -108,15 +119,17 @@ def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
     raise TypeError(f"expected an MLPSpec or a flax module, got {type(model).__name__}")
 
 
-def _check_data(x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any) -> tuple[jax.Array, jax.Array]:
+def _check_data(
+    x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any, module: nn.Module | None = None
+) -> tuple[jax.Array, jax.Array]:
     x = jnp.asarray(x, dtype=dtype)
     y = jnp.asarray(y, dtype=dtype)
-    check_inputs(x)
-    if y.ndim == 2 and y.shape[1] == 1:
+    _check_inputs(module, x)
+    if x.ndim == 2 and y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
-    if y.ndim != 1 or y.shape[0] != x.shape[0]:
+    if y.shape != x.shape[:-1]:
         raise ValueError(
-            f"targets must have shape ({x.shape[0]},) to match {x.shape[0]} inputs, got {tuple(y.shape)}"
+            f"targets must have shape {x.shape[:-1]} to match {x.shape[0]} inputs, got {tuple(y.shape)}"
         )
     if x.shape[0] == 0:
         raise ValueError("cannot train on an empty data set")
@@ -159,7 +172,8 @@ def _train(
     n_batches = -(-n // batch)
 
     def loss_fn(params: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> jax.Array:
-        return jnp.sum(wb * (apply(params, hyper, xb) - yb) ** 2) / jnp.sum(wb)
+        error = (apply(params, hyper, xb) - yb) ** 2  # (batch,) or, for sequences, (batch, T)
+        return jnp.sum(wb * jnp.mean(error.reshape(error.shape[0], -1), axis=1)) / jnp.sum(wb)
 
     def step(params: Any, opt_state: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, jax.Array]:
         loss, grads = jax.value_and_grad(loss_fn)(params, hyper, xb, yb, wb)
@@ -232,9 +246,10 @@ def fit(
     ----------
     model:
         An :class:`~companion.arch.MLPSpec` (built with :class:`~companion.models.MLP`) or any flax
-        module mapping ``(n, d)`` to ``(n, 1)``.
+        module mapping ``(n, d)`` to ``(n, 1)``, or ``(n, T, d)`` to ``(n, T, 1)`` for sequences.
     x, y:
-        Inputs ``(n, d)`` and targets ``(n,)``.
+        Inputs ``(n, d)`` and targets ``(n,)``, or sequences ``(n, T, d)`` and targets ``(n, T)``
+        (the loss then averages over positions too).
     seeds:
         One independent run per seed; the seed fixes initialisation and batch order.
     epochs:
@@ -244,13 +259,13 @@ def fit(
         (PyTorch's ``DataLoader`` default, ``drop_last=False``).
     """
     module = _as_model(model)
-    x, y = _check_data(x, y, dtype)
+    x, y = _check_data(x, y, dtype, module)
     seeds = _check_run_arguments(seeds, epochs, batch_size)
     tx = make_optimizer(optimizer, learning_rate)
     init_keys, data_keys = _seed_keys(seeds)
     params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
     params, loss_curve = _train(
-        lambda p, _, xb: module.apply({"params": p}, xb)[:, 0],
+        lambda p, _, xb: module.apply({"params": p}, xb)[..., 0],
         lambda _: tx,
         params, jnp.zeros(len(seeds)), data_keys, x, y,
         epochs=epochs, batch_size=batch_size, desc=desc or f"training {len(seeds)} seed(s)",

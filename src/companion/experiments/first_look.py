@@ -88,14 +88,18 @@ def shell_mean_abs(result: Result, label: str, inner: float, outer: float) -> fl
     return float(np.mean(np.abs(result.predictions[label][:, mask])))
 
 
-def run(cfg: Config | None = None) -> Result:
-    """Train every architecture on the toy sine for ``cfg.seeds`` seeds and predict on a wide grid."""
+def run(cfg: Config | None = None, specs: dict[str, MLPSpec] | None = None) -> Result:
+    """Train every architecture on the toy sine for ``cfg.seeds`` seeds and predict on a wide grid.
+
+    ``specs`` (label -> spec) replaces the two networks of :func:`architectures`; the chapter on
+    normalisation variants trains its own on the same problem.
+    """
     cfg = cfg or config()
     data = make_1d("sine", n=cfg.n_train, noise=cfg.noise, seed=cfg.data_seed)
     centre = sum(data.x_range) / 2
     reach = cfg.reach * data.half_width
     grid = np.linspace(centre - reach, centre + reach, cfg.grid_points)
-    specs = architectures(cfg)
+    specs = architectures(cfg) if specs is None else specs
     predictions, train_mse, seconds = {}, {}, {}
     for label, spec in specs.items():
         start = time.perf_counter()

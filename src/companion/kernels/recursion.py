@@ -94,6 +94,14 @@ def check_spec(spec: MLPSpec) -> None:
             "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
             "use ln_affine=False"
         )
+    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
+    # the pre-activations across units tends to 0), so it shares these kernels; the other
+    # normalisations of companion.normalisation do not.
+    if spec.layernorm and (spec.norm == "dyt" or spec.norm_position == "post"):
+        raise ValueError(
+            f"the infinite-width kernels cover LayerNorm or RMSNorm between a linear map and its "
+            f"activation, not {spec.label}; companion.experiments.normalisation derives its diagonal"
+        )
 
 
 def as_inputs(x: object, name: str = "x", n_features: int | None = None) -> np.ndarray:
