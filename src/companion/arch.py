@@ -31,6 +31,7 @@ __all__ = [
     "ACTIVATIONS",
     "C_PHI",
     "LEAKY_RELU_SLOPE",
+    "NORMS",
     "PARAMETRISATIONS",
     "PLACEMENTS",
     "MLPSpec",
@@ -58,6 +59,10 @@ C_PHI = {
 PARAMETRISATIONS = ("standard", "ntk")
 #: Named LayerNorm placements used in the paper's figures and tables.
 PLACEMENTS = ("none", "first", "second", "last", "every")
+#: Normalisation layers at the positions ``layernorm`` lists; the paper's theory is about
+#: ``layernorm``. ``batchnorm`` normalises each feature over the batch (training) or with running
+#: averages (evaluation), the paper's App. L comparison.
+NORMS = ("layernorm", "batchnorm")
 
 
 def placement(name: str, depth: int) -> frozenset[int]:
@@ -105,6 +110,9 @@ class MLPSpec:
         LayerNorm epsilon of finite networks (PyTorch's default 1e-5; the theory has none).
     ln_affine:
         Whether LayerNorms learn a scale and shift (the theory's LayerNorm has none).
+    norm:
+        Which normalisation the layers listed in ``layernorm`` carry, one of :data:`NORMS`
+        (``layernorm``, the default, or ``batchnorm``). ``ln_eps`` and ``ln_affine`` apply to both.
     """
 
     depth: int = 2
@@ -117,6 +125,7 @@ class MLPSpec:
     ln_eps: float = 1e-5
     ln_affine: bool = False
     sigma_w_input: float | None = None
+    norm: str = "layernorm"
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 1:
@@ -131,6 +140,8 @@ class MLPSpec:
             raise ValueError(
                 f"unknown parametrisation {self.parametrisation!r}; choose 'standard' or 'ntk'"
             )
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
         positions = self.layernorm
         if isinstance(positions, str):
             positions = placement(positions, self.depth)
@@ -172,6 +183,9 @@ class MLPSpec:
         positions = self.layernorm
         if not positions:
             return "no LN"
+        if self.norm == "batchnorm":
+            return "BatchNorm" if positions == frozenset(range(1, self.depth + 1)) else "BatchNorm at " + ",".join(
+                str(h) for h in sorted(positions))
         if positions == frozenset(range(1, self.depth + 1)) and self.depth > 1:
             return "LN every"
         if len(positions) == 1:
