@@ -13,6 +13,7 @@ __all__ = ["main", "EXPERIMENTS"]
 EXPERIMENTS = {
     "protein": "companion.experiments.protein",
     "faces": "companion.experiments.faces",
+    "toy": "companion.experiments.toy",
 }
 
 

@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from companion import kernels, profile
+from companion import artefacts, kernels, profile
 from companion.arch import MLPSpec
 from companion.data.toy import TARGETS, ToyData, make_1d
 from companion.stats import MeanCI, mean_ci
@@ -36,7 +37,8 @@ from companion.train import fit, fit_variants
 
 __all__ = [
     "Config", "CONFIGS", "config", "Study", "NTKMaps", "architectures", "study", "ntk_maps",
-    "shell_mean_abs", "growth", "FIG1_PLACEMENTS",
+    "shell_mean_abs", "growth", "FIG1_PLACEMENTS", "FIG5_ACTIVATIONS", "summarise", "run_artefact",
+    "load_artefact", "main",
 ]
 
 #: LayerNorm placements of the paper's Figure 1 (its "preceding all / the first / the last hidden layer").
@@ -201,3 +203,78 @@ def ntk_maps(cfg: Config | None = None, placements: Sequence[str] = FIG1_PLACEME
                  for label, spec in specs.items()}
     analytic = {label: kernels.kernel(x[:, None], x[:, None], spec).ntk for label, spec in specs.items()}
     return NTKMaps(cfg, x, specs, empirical, analytic, time.perf_counter() - start)
+
+
+# ---- the full run: every figure's summary numbers, with provenance, in one small JSON file --------
+
+#: The activations of the paper's Figure 5 (App. K).
+FIG5_ACTIVATIONS = ("gelu", "silu")
+
+
+def summarise(fig1: Study, fig2: NTKMaps, fig5: dict[str, Study], fig6: Study) -> dict:
+    """The numbers the chapter reports, JSON-ready: growth and training MSE (mean over seeds)."""
+
+    def table(s: Study) -> dict:
+        return {t: {label: {"growth": s.growth(t, label), "train_mse": float(np.mean(s.train_mse[t][label])),
+                            "max_abs": float(np.max(np.abs(s.predictions[t][label])))}
+                    for label in s.specs} for t in s.data}
+
+    return {
+        "fig1": table(fig1),
+        "fig2": {label: {"diagonal_growth": fig2.diagonal_growth(label),
+                         "analytic_diagonal_growth": fig2.diagonal_growth(label, "analytic"),
+                         "quadrant_spread": fig2.quadrant_spread(label),
+                         "analytic_quadrant_spread": fig2.quadrant_spread(label, "analytic")}
+                 for label in fig2.specs},
+        "fig5": {activation: table(s) for activation, s in fig5.items()},
+        "fig6": table(fig6),
+        "seconds": {"fig1": fig1.seconds, "fig2": fig2.seconds, "fig6": fig6.seconds,
+                    **{f"fig5_{a}": s.seconds for a, s in fig5.items()}},
+    }
+
+
+def run_artefact(profile_name: str | None = None, out: Path | None = None) -> dict:
+    """Run Figures 1, 2, 5 and 6 in ``profile_name`` and write ``summary.json`` (config, provenance, wall time)."""
+    name = profile_name or profile.active()
+    cfg = config(name)
+    folder = Path(out) if out is not None else artefacts.directory("toy", name)
+    if folder is None:
+        raise ValueError("no source checkout to write artefacts into; pass --out FOLDER")
+    start = time.perf_counter()
+    fig1 = study(cfg)
+    fig2 = ntk_maps(cfg)
+    fig5 = {a: study(cfg, ("none", "every"), a) for a in FIG5_ACTIVATIONS}
+    fig6 = study(cfg, ("every",), norm="batchnorm")
+    summary = {
+        "experiment": "toy", "profile": name, "config": dataclasses.asdict(cfg),
+        "results": summarise(fig1, fig2, fig5, fig6),
+        "wall_seconds": time.perf_counter() - start, "provenance": artefacts.provenance(),
+    }
+    artefacts.write_json(folder / "summary.json", summary)
+    print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
+    return summary
+
+
+def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
+    """The saved ``summary.json`` of ``profile_name`` (``None`` when there is none)."""
+    folder = folder or artefacts.directory("toy", profile_name)
+    if folder is None or not (folder / "summary.json").is_file():
+        return None
+    return artefacts.read_json(folder / "summary.json")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m companion run toy``: run Figures 1, 2, 5 and 6 and save their summary."""
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m companion run toy",
+                                     description="The toy experiments (paper Sec. 4.1, Apps. K and L).")
+    parser.add_argument("--profile", choices=profile.PROFILES,
+                        help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
+    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/toy/<profile>/ of the checkout)")
+    args = parser.parse_args(argv)
+    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
+        os.environ[profile.ENV_VAR] = args.profile
+    run_artefact(args.profile, out=args.out)
+    return 0
