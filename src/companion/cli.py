@@ -14,6 +14,7 @@ EXPERIMENTS = {
     "protein": "companion.experiments.protein",
     "faces": "companion.experiments.faces",
     "toy": "companion.experiments.toy",
+    "bridge": "companion.experiments.bridge",
 }
 
 
