@@ -90,3 +90,21 @@ def test_full_batch_running_averages_converge_to_the_batch_statistics(data) -> N
 def test_fit_variants_refuses_batchnorm(data) -> None:
     with pytest.raises(ValueError, match="train BatchNorm networks with fit"):
         fit_variants([BN, BN], data.x, data.y, seeds=[0], epochs=2)
+
+
+def test_every_variant_has_the_right_shapes_and_variables() -> None:
+    from companion.arch import ACTIVATIONS, PLACEMENTS
+
+    x = jnp.linspace(-2, 2, 5)[:, None]
+    variants = [(a, "every") for a in ACTIVATIONS] + [("relu", p) for p in PLACEMENTS]
+    for activation, where in variants:
+        for norm in ("layernorm", "batchnorm"):
+            for parametrisation in ("standard", "ntk"):
+                spec = MLPSpec(width=8, activation=activation, layernorm=where, norm=norm,
+                               parametrisation=parametrisation)
+                variables = MLP(spec).init(jax.random.key(0), x)
+                out = MLP(spec).apply(variables, x)
+                assert out.shape == (5, 1) and np.isfinite(out).all(), spec
+                expected = {"params"} | ({"batch_stats"} if norm == "batchnorm" and spec.layernorm else set())
+                assert set(variables) == expected, spec
+                assert set(variables["params"]) == {"dense_1", "dense_2", "readout"}, spec
