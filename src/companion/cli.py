@@ -13,6 +13,8 @@ __all__ = ["main", "EXPERIMENTS"]
 EXPERIMENTS = {
     "protein": "companion.experiments.protein",
     "faces": "companion.experiments.faces",
+    "toy": "companion.experiments.toy",
+    "bridge": "companion.experiments.bridge",
     "transformer": "companion.experiments.transformer",
 }
 

@@ -81,11 +81,9 @@ class Result:
 
 def shell_mean_abs(result: Result, label: str, inner: float, outer: float) -> float:
     """Mean of |f(x)| over seeds and grid points with ``inner <= |x|/half-width <= outer``."""
-    d = result.distance()
-    mask = (d >= inner) & (d <= outer)
-    if not mask.any():
-        raise ValueError(f"no grid point lies between {inner} and {outer} half-widths")
-    return float(np.mean(np.abs(result.predictions[label][:, mask])))
+    from companion.experiments.toy import shell_mean_abs as shell
+
+    return shell(result.predictions[label], result.distance(), inner, outer)
 
 
 def run(cfg: Config | None = None, specs: dict[str, MLPSpec] | None = None) -> Result:

@@ -89,6 +89,11 @@ def check_spec(spec: MLPSpec) -> None:
     if not isinstance(spec, MLPSpec):
         raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
     duals.dual(spec.activation)
+    if spec.layernorm and spec.norm != "layernorm":
+        raise ValueError(
+            f"the infinite-width kernels cover LayerNorm only, not {spec.norm!r}; BatchNorm at "
+            f"evaluation is a fixed per-feature affine map, so use the network without it"
+        )
     if spec.layernorm and spec.ln_affine:
         raise ValueError(
             "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
