@@ -3,7 +3,7 @@
 The model is the paper's fully connected network (App. A): ``depth`` hidden layers, each a linear
 map, an optional parameter-free LayerNorm, and an activation, then a linear read-out to a scalar.
 
-Two parametrisations (:attr:`MLPSpec.parametrisation`):
+Two parametrisations (:attr:`~companion.arch.MLPSpec.parametrisation`):
 
 * ``standard`` (the paper's experiments, App. J): ``y = W x + b`` with
   ``W ~ U(-a, a)``, ``a = sigma_w * sqrt(3 / fan_in)`` (Kaiming/He-uniform for ``sigma_w = sqrt(2)``)
