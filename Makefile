@@ -24,9 +24,11 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # jupyter-cache keys a notebook on its code cells only: drop the cache when the package or the
-# pinned environment change, so the book never shows results of old code.
+# pinned environment change, so the book never shows results of old code. Sphinx's saved
+# environment (_build/.doctrees) goes too: with it, Sphinx would not even read the notebooks that
+# did not change, and their pages would keep the old results.
 _build/.cache-key: $(SOURCES) requirements.lock
-	rm -rf _build/.jupyter_cache
+	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
 
 book: $(STAMP) _build/.cache-key
