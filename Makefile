@@ -12,6 +12,7 @@ SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
 .PHONY: book test env doctor clean lock
 .PHONY: gpu-env drift
+.PHONY: browser
 
 env: $(STAMP)
 
@@ -35,8 +36,13 @@ book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The website test (tests/test_site.py) drives the system's Chromium: find it, or install Debian's
+# chromium and chromium-driver where apt-get can; elsewhere the test is skipped and says why.
+browser: $(STAMP)
+	@$(BIN)/python tools/browser.py
 
 doctor: $(STAMP)
 	$(BIN)/python -m companion doctor
