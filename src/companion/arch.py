@@ -11,6 +11,13 @@ Layer convention (paper, App. A and F): hidden layer ``h`` (1-based, ``1 <= h <=
 
 and a final linear map gives the scalar output. LayerNorm sits *between the linear map and the
 nonlinearity*, which is where the theorems place it.
+
+Weight scales. ``sigma_w`` scales every linear map (as neural-tangents' ``Dense(W_std=...)``)
+unless ``sigma_w_input`` is set, which then scales the first one only. The paper's theory
+(App. A.1) uses unit-variance weights everywhere and multiplies each activation by
+``sqrt(c_phi)``; moving that constant into the next linear map gives exactly the same network and
+the same training dynamics, so the paper's network is ``sigma_w_input = 1``,
+``sigma_w = sqrt(c_phi)``: :func:`theory_spec` builds it (chapter "Neural tangent kernels").
 """
 
 from __future__ import annotations
@@ -20,10 +27,33 @@ import math
 from collections.abc import Iterable
 from typing import Literal
 
-__all__ = ["ACTIVATIONS", "PARAMETRISATIONS", "PLACEMENTS", "MLPSpec", "placement"]
+__all__ = [
+    "ACTIVATIONS",
+    "C_PHI",
+    "LEAKY_RELU_SLOPE",
+    "PARAMETRISATIONS",
+    "PLACEMENTS",
+    "MLPSpec",
+    "placement",
+    "theory_spec",
+]
 
 #: Activations the models know (the kernels may support fewer; they say so).
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "erf")
+#: Negative slope of ``leaky_relu`` (the paper's Remark C.3 uses 0.01, PyTorch's default).
+LEAKY_RELU_SLOPE = 0.01
+#: The paper's activation constant c_phi = (lim_{s->inf} E_{u~N(0,s^2)}[phi(u)^2] / s^(2n))^(-1)
+#: (its "Equation 19"), with n the (asymptotic) degree of homogeneity of phi: 2 for the ReLU
+#: family and for GELU/SiLU (asymptotically ReLU), 2 / (1 + slope^2) for Leaky ReLU, and 1 for the
+#: 0-homogeneous tanh and erf (E[phi(u)^2] -> 1).
+C_PHI = {
+    "relu": 2.0,
+    "leaky_relu": 2.0 / (1.0 + LEAKY_RELU_SLOPE**2),
+    "gelu": 2.0,
+    "silu": 2.0,
+    "tanh": 1.0,
+    "erf": 1.0,
+}
 #: ``standard``: PyTorch-like, as the paper's experiments; ``ntk``: as the paper's theory.
 PARAMETRISATIONS = ("standard", "ntk")
 #: Named LayerNorm placements used in the paper's figures and tables.
@@ -63,6 +93,9 @@ class MLPSpec:
         Weight scale. ``standard``: weights uniform with variance ``sigma_w**2 / fan_in``
         (``sqrt(2)`` is Kaiming/He-uniform). ``ntk``: weights ``N(0, 1)``, the layer computes
         ``sigma_w / sqrt(fan_in) * W x``.
+    sigma_w_input:
+        Weight scale of the first linear map only; ``None`` (default) means ``sigma_w``. The
+        paper's theoretical network has ``sigma_w_input = 1`` (see :func:`theory_spec`).
     sigma_b:
         Bias scale: biases ``N(0, sigma_b**2)`` (``standard``) or ``sigma_b * b`` with ``b ~ N(0, 1)``
         (``ntk``). The paper uses ``sigma_b**2 = 0.01`` and its theory needs ``sigma_b != 0``.
@@ -83,6 +116,7 @@ class MLPSpec:
     parametrisation: Literal["standard", "ntk"] = "standard"
     ln_eps: float = 1e-5
     ln_affine: bool = False
+    sigma_w_input: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.depth, int) or self.depth < 1:
@@ -115,6 +149,18 @@ class MLPSpec:
                 raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
         if self.sigma_w == 0:
             raise ValueError("sigma_w must be positive: with zero weights the network is constant")
+        if self.sigma_w_input is not None:
+            value = self.sigma_w_input
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"sigma_w_input must be a positive finite number or None (= sigma_w), got {value!r}"
+                )
+
+    @property
+    def weight_scales(self) -> tuple[float, ...]:
+        """The weight scale of each linear map: ``depth`` hidden layers, then the read-out."""
+        first = self.sigma_w if self.sigma_w_input is None else self.sigma_w_input
+        return (float(first),) + (float(self.sigma_w),) * self.depth
 
     @property
     def has_layernorm(self) -> bool:
@@ -153,3 +199,37 @@ def _as_indices(positions: Iterable[int]) -> Iterable[int]:
         if isinstance(p, bool) or not isinstance(p, int):
             raise ValueError(f"LayerNorm positions must be integers, got {p!r}")
     return values
+
+
+def theory_spec(
+    depth: int = 2,
+    activation: str = "relu",
+    layernorm: frozenset[int] | str | Iterable[int] = frozenset(),
+    sigma_b: float = 0.1,
+    width: int = 128,
+) -> MLPSpec:
+    """The network of the paper's theory (App. A.1) as an :class:`MLPSpec`.
+
+    The paper writes every linear map with unit-variance weights, ``z = W xi / sqrt(n) + sigma_b b``,
+    and scales every activation, ``xi = sqrt(c_phi) phi(z)``. Moving ``sqrt(c_phi)`` from the
+    activation into the next linear map changes neither the function nor its gradients, so the
+    paper's network is the NTK-parametrised :class:`MLPSpec` with ``sigma_w_input = 1``,
+    ``sigma_w = sqrt(c_phi)`` (:data:`C_PHI`), the paper's ``sigma_b**2 = 0.01`` and a LayerNorm
+    without epsilon or affine parameters. For ReLU networks of depth ``L`` its NTK diagonal is
+    ``(L + 1) q + sigma_b**2 L (L + 1) / 2`` with ``q = |x|^2 / n0 + sigma_b**2`` without LayerNorm
+    and ``(L + 1) + sigma_b**2 L (L + 1) / 2`` with one in the first layer (3.03 for ``L = 2``).
+    """
+    if activation not in C_PHI:
+        raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(C_PHI)}")
+    return MLPSpec(
+        depth=depth,
+        width=width,
+        activation=activation,
+        layernorm=layernorm if isinstance(layernorm, str) else frozenset(layernorm),
+        sigma_w=math.sqrt(C_PHI[activation]),
+        sigma_w_input=1.0,
+        sigma_b=sigma_b,
+        parametrisation="ntk",
+        ln_eps=0.0,
+        ln_affine=False,
+    )

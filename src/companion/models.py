@@ -11,6 +11,8 @@ Two parametrisations (:attr:`~companion.arch.MLPSpec.parametrisation`):
 * ``ntk`` (the paper's theory, App. A.1): ``y = sigma_w / sqrt(fan_in) * W x + sigma_b * b`` with
   ``W_ij, b_i ~ N(0, 1)``. Same function class at initialisation, different training dynamics.
 
+The first linear map uses ``spec.sigma_w_input`` when it is set (:attr:`MLPSpec.weight_scales`).
+
 Outputs have shape ``(n, 1)``, the convention of neural-tangents.
 """
 
@@ -23,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from companion.arch import MLPSpec
+from companion.arch import LEAKY_RELU_SLOPE, MLPSpec
 
 __all__ = ["MLP", "Dense", "activation_fn", "check_inputs"]
 
@@ -32,7 +34,7 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
     """The elementwise nonlinearity called ``name`` (see :data:`companion.arch.ACTIVATIONS`)."""
     table: dict[str, Callable[[jax.Array], jax.Array]] = {
         "relu": jax.nn.relu,
-        "leaky_relu": lambda z: jax.nn.leaky_relu(z, negative_slope=0.01),
+        "leaky_relu": lambda z: jax.nn.leaky_relu(z, negative_slope=LEAKY_RELU_SLOPE),
         "gelu": lambda z: jax.nn.gelu(z, approximate=False),
         "silu": jax.nn.silu,
         "tanh": jnp.tanh,
@@ -106,9 +108,10 @@ class MLP(nn.Module):
             if jnp.shape(ln_mask) != (spec.depth,):
                 raise ValueError(f"ln_mask must have shape ({spec.depth},), got {jnp.shape(ln_mask)}")
         phi = activation_fn(spec.activation)
+        scales = spec.weight_scales
         h = x
         for layer in range(1, spec.depth + 1):
-            h = Dense(spec.width, spec.parametrisation, spec.sigma_w, spec.sigma_b, name=f"dense_{layer}")(h)
+            h = Dense(spec.width, spec.parametrisation, scales[layer - 1], spec.sigma_b, name=f"dense_{layer}")(h)
             if ln_mask is not None or layer in spec.layernorm:
                 normalised = nn.LayerNorm(
                     epsilon=spec.ln_eps,
@@ -118,4 +121,4 @@ class MLP(nn.Module):
                 )(h)
                 h = normalised if ln_mask is None else jnp.where(ln_mask[layer - 1], normalised, h)
             h = phi(h)
-        return Dense(1, spec.parametrisation, spec.sigma_w, spec.sigma_b, name="readout")(h)
+        return Dense(1, spec.parametrisation, scales[-1], spec.sigma_b, name="readout")(h)

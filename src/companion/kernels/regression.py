@@ -1,0 +1,190 @@
+"""Kernel regression with the NTK and the paper's output bound (Thm 3.3).
+
+Chapter "Bounded outputs" uses both. An infinitely wide network trained by gradient flow on the
+squared loss to convergence predicts, in expectation over its initialisation (Lee et al. 2019;
+the paper's Sec. 2),
+
+    E[f_inf(x)] = Theta(x, X) Theta(X, X)^{-1} y,
+
+the posterior mean of a noiseless Gaussian process with kernel ``Theta``. Write
+``Theta(x, x') = psi(x).psi(x')`` for a feature map ``psi``. Then the prediction is
+``psi(x).beta`` with ``beta`` the minimum-norm interpolant, whose norm is the RKHS norm
+``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain
+
+    |E f(x)| <= sqrt(Theta(x, x)) sqrt(y^T Theta^{-1} y)      (pointwise)
+             <= sqrt(C) sqrt(y^T Theta^{-1} y)                 (C = sup_x Theta(x, x), Thm 3.2)
+             <= sqrt(C / lambda_min) |y|_2                     (the paper's Thm 3.3)
+             <= sqrt(C n / lambda_min) max_i |y_i|             (its second form)
+
+:func:`output_bound` returns every link; the chapter measures how tight each one is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+from scipy import linalg, optimize
+
+from companion.arch import MLPSpec
+from companion.kernels.recursion import as_inputs, check_spec, kernel, kernel_diag
+
+__all__ = ["Regression", "OutputBound", "ntk_regression", "output_bound", "diagonal_sup"]
+
+#: Relative jitters (times the mean of the Gram diagonal) tried, in order, when the Gram matrix is
+#: not numerically positive definite and no jitter was given.
+JITTER_LADDER = (0.0, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Regression:
+    """The infinite-time NTK prediction (:func:`ntk_regression`).
+
+    Attributes
+    ----------
+    mean:
+        ``Theta(x_test, X) Theta(X, X)^{-1} y``, shape ``(n_test,)``.
+    alpha:
+        The representer weights ``Theta(X, X)^{-1} y``, shape ``(n_train,)``.
+    jitter:
+        What was added to the Gram diagonal to factorise it (0.0 if nothing).
+    """
+
+    mean: np.ndarray
+    alpha: np.ndarray
+    jitter: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputBound:
+    """The bound of Thm 3.3 and its components (:func:`output_bound`)."""
+
+    bound: float
+    C: float
+    lambda_min: float
+    y_norm: float
+    rkhs_norm: float
+    n_train: int
+    y_max: float
+
+    @property
+    def rkhs_bound(self) -> float:
+        """``sqrt(C) |f|_H``: the bound before the eigenvalue step, never larger than :attr:`bound`."""
+        return math.sqrt(self.C) * self.rkhs_norm
+
+    @property
+    def max_bound(self) -> float:
+        """``sqrt(C n / lambda_min) max |y|``: the paper's second, looser form."""
+        return math.sqrt(self.C * self.n_train / self.lambda_min) * self.y_max
+
+
+def _targets(y: object, n: int) -> np.ndarray:
+    values = np.asarray(y, dtype=np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.shape != (n,):
+        raise ValueError(f"targets must have shape ({n},) to match the training inputs, got {values.shape}")
+    if not np.all(np.isfinite(values)):
+        raise ValueError("targets contain NaN or infinite values")
+    return values
+
+
+def _cholesky(gram: np.ndarray, jitter: float | None) -> tuple[tuple[np.ndarray, bool], float]:
+    scale = float(np.mean(np.diag(gram)))
+    ladder = JITTER_LADDER if jitter is None else (None,)
+    for relative in ladder:
+        used = float(jitter) if relative is None else relative * scale
+        try:
+            return linalg.cho_factor(gram + used * np.eye(len(gram)), lower=True), used
+        except linalg.LinAlgError:
+            continue
+    raise ValueError(
+        "the NTK Gram matrix of the training inputs is numerically singular (are some inputs "
+        f"repeated?) even with jitter {used:.3g}; remove duplicates or pass a larger jitter"
+    )
+
+
+def ntk_regression(
+    x_train: object,
+    y_train: object,
+    x_test: object,
+    spec: MLPSpec,
+    *,
+    jitter: float | None = None,
+    block_size: int | None = None,
+) -> Regression:
+    """The infinite-time mean prediction ``Theta(x, X) Theta(X, X)^{-1} y`` of the network ``spec``.
+
+    Float64 throughout, Cholesky factorisation of the Gram matrix. ``jitter=None`` adds nothing
+    unless the factorisation fails, then the smallest of :data:`JITTER_LADDER` (relative to the
+    mean diagonal) that works; the value used is returned in :attr:`Regression.jitter`. A number
+    is added as given.
+    """
+    check_spec(spec)
+    xa = as_inputs(x_train, "x_train")
+    xt = as_inputs(x_test, "x_test", xa.shape[1])
+    y = _targets(y_train, xa.shape[0])
+    if jitter is not None and not (np.isfinite(jitter) and jitter >= 0):
+        raise ValueError(f"jitter must be a finite non-negative number or None, got {jitter!r}")
+    gram = kernel(xa, None, spec, block_size=block_size).ntk
+    factor, used = _cholesky(gram, jitter)
+    alpha = linalg.cho_solve(factor, y)
+    cross = kernel(xt, xa, spec, block_size=block_size).ntk
+    return Regression(mean=cross @ alpha, alpha=alpha, jitter=used)
+
+
+def diagonal_sup(spec: MLPSpec) -> float:
+    """``C = sup_x Theta(x, x)`` (Thm 3.2): ``inf`` without LayerNorm, else a 1-D maximisation.
+
+    The diagonal depends on ``x`` only through ``r = |x|^2 / n0``, so ``C`` is the maximum of a
+    function of ``r >= 0``: evaluated at ``r = 0`` and on a grid of 20 points per decade from
+    1e-12 to 1e40, then refined by a bounded scalar search around the best grid point. Without
+    LayerNorm the diagonal grows without bound (chapter "Explosion without LayerNorm") and
+    ``C = inf``.
+    """
+    check_spec(spec)
+    if not spec.layernorm:
+        return math.inf
+    r = np.concatenate([[0.0], np.logspace(-12, 40, 1041)])
+    diag = kernel_diag(np.sqrt(r)[:, None], spec).ntk
+    best = int(np.argmax(diag))
+    if best in (0, len(r) - 1):
+        return float(diag[best])
+    lo, hi = np.log10(r[best - 1]) if best > 1 else -13.0, np.log10(r[best + 1])
+
+    def negative(log_r: float) -> float:
+        return -float(kernel_diag(np.array([[10 ** (log_r / 2)]]), spec).ntk[0])
+
+    refined = optimize.minimize_scalar(negative, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    return float(max(diag[best], -refined.fun))
+
+
+def output_bound(x_train: object, y_train: object, spec: MLPSpec, *, C: float | None = None) -> OutputBound:
+    """The bound ``sup_x |E f(x)| <= sqrt(C / lambda_min) |y|_2`` of Thm 3.3, with its components.
+
+    ``C`` defaults to :func:`diagonal_sup` (the smallest valid constant); ``lambda_min`` is the
+    smallest eigenvalue of ``Theta(X, X)``. Without LayerNorm ``C`` and the bound are infinite.
+    """
+    check_spec(spec)
+    xa = as_inputs(x_train, "x_train")
+    y = _targets(y_train, xa.shape[0])
+    gram = kernel(xa, None, spec).ntk
+    eigenvalues, vectors = np.linalg.eigh(gram)
+    lam = float(eigenvalues[0])
+    if lam <= len(y) * np.finfo(np.float64).eps * eigenvalues[-1]:
+        raise ValueError(
+            f"the NTK Gram matrix is not positive definite (smallest eigenvalue {lam:.3g}; "
+            "Assumption 3.3 fails, e.g. repeated inputs or sigma_b = 0)"
+        )
+    rkhs = float(np.sqrt(np.sum((vectors.T @ y) ** 2 / eigenvalues)))
+    constant = diagonal_sup(spec) if C is None else float(C)
+    return OutputBound(
+        bound=math.sqrt(constant / lam) * float(np.linalg.norm(y)),
+        C=constant,
+        lambda_min=lam,
+        y_norm=float(np.linalg.norm(y)),
+        rkhs_norm=rkhs,
+        n_train=xa.shape[0],
+        y_max=float(np.max(np.abs(y))),
+    )
