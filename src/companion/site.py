@@ -177,7 +177,9 @@ def setup(app: Any) -> dict[str, Any]:
                 lines += [f"({'api-' + module.replace('.', '-')})=", f"## `{module}`", ""]
                 if module in used:
                     lines += ["Used in " + ", ".join(f"{{doc}}`/{doc}`" for doc in used[module]) + ".", ""]
-                lines += ["```{eval-rst}", f".. automodule:: {module}", "```", ""]
+                # Each module documents what it defines (public names); a package's re-exports of
+                # its submodules' functions are documented once, with the submodule.
+                lines += ["```{eval-rst}", f".. automodule:: {module}", "   :ignore-module-all:", "```", ""]
             return self.parse(lines, titles=True)
 
     class GpuNote(_Generated):
@@ -231,7 +233,56 @@ def setup(app: Any) -> dict[str, Any]:
                 unique.append(script)
         context["script_files"][:] = unique
 
+    def resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+        # Docstrings name objects as they are imported where they are used: MLPSpec.weight_scales
+        # in companion.kernels, or companion.kernels.kernel (a package's re-export of
+        # companion.kernels.recursion.kernel). Sphinx looks for such names in the current module
+        # only; link the one documented object they can mean (preferring the current package), and
+        # leave anything ambiguous or unknown to nitpicky's warning.
+        if node.get("refdomain") != "py":
+            return None
+        from sphinx.util.nodes import make_refnode
+
+        target = node["reftarget"].lstrip(".~")
+        domain = env.get_domain("py")
+        kinds = set(domain.objtypes_for_role(node["reftype"]) or ())
+        objects = {name: entry for name, entry in domain.objects.items() if entry.objtype in kinds}
+        found = [name for name in objects if name.endswith("." + target)]
+        if not found and "." in target:  # a package's re-export: the package, then any submodule
+            package, name = target.rsplit(".", 1)
+            found = [full for full in objects if full.startswith(package + ".") and full.endswith("." + name)]
+        module = node.get("py:module") or ""
+        for scope in ("", module + ".", module.rsplit(".", 1)[0] + "."):
+            chosen = [name for name in found if name.startswith(scope)]
+            if len(chosen) == 1:
+                entry = objects[chosen[0]]
+                return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, chosen[0])
+        return None
+
+    from sphinx.ext.autodoc import DataDocumenter, ModuleDocumenter
+
+    class PublicData(DataDocumenter):
+        # autodoc shows module-level data only with a "#:" comment; also show those a module lists
+        # in __all__ (e.g. CONFIGS, whose value is the sizes of each profile), so that docstrings
+        # can link to them, and without the docstring of their type (dict's, for a dict).
+        @classmethod
+        def can_document_member(cls, member: Any, membername: str, isattr: bool, parent: Any) -> bool:
+            if super().can_document_member(member, membername, isattr, parent):
+                return True
+            listed = isinstance(parent, ModuleDocumenter) and membername in (getattr(parent.object, "__all__", None) or ())
+            return listed and not callable(member) and not isinstance(member, type(companion))
+
+        def get_doc(self) -> list[list[str]] | None:
+            comment = self.get_module_comment(self.objpath[-1])
+            if comment:
+                return [comment]
+            if getattr(self.object, "__doc__", None) == getattr(type(self.object), "__doc__", None):
+                return []
+            return super().get_doc()
+
     app.setup_extension("sphinx.ext.autodoc")
+    app.add_autodocumenter(PublicData, override=True)
+    app.connect("missing-reference", resolve_short_names)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)
     app.connect("autodoc-process-docstring", numpy_sections)
     app.add_directive("build-environment", BuildEnvironment)
