@@ -280,7 +280,25 @@ def setup(app: Any) -> dict[str, Any]:
                 return []
             return super().get_doc()
 
+    def proofs_that_fold(app: Any, doctree: nodes.document) -> None:
+        # sphinx-proof 0.4 renders a proof as an untitled admonition starting "Proof. ", with the
+        # same HTML id for every proof of a page. A proof in a dropdown (":class: dropdown") needs a
+        # title to hold its button (without one togglebutton.js stops with an error, and every later
+        # dropdown of the page, exercises' solutions included, stays open) and an id of its own
+        # (else every button opens the page's first proof).
+        for number, box in enumerate(
+            (b for b in doctree.findall(nodes.admonition) if "proof" in b["classes"] and b["ids"] == ["proof"]), 1
+        ):
+            box["ids"] = [f"proof-{number}"]
+            if "dropdown" not in box["classes"] or (box.children and isinstance(box[0], nodes.title)):
+                continue
+            first = box.children[0] if box.children else None
+            if isinstance(first, nodes.paragraph) and first.children and first[0].astext().startswith("Proof. "):
+                first[0] = nodes.Text(first[0].astext()[len("Proof. "):])
+            box.insert(0, nodes.title(text="Proof"))
+
     app.setup_extension("sphinx.ext.autodoc")
+    app.connect("doctree-read", proofs_that_fold)
     app.add_autodocumenter(PublicData, override=True)
     app.connect("missing-reference", resolve_short_names)
     app.connect("html-page-context", drop_repeated_scripts, priority=900)
