@@ -13,6 +13,7 @@ SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 .PHONY: book test env doctor clean lock
 .PHONY: gpu-env drift
 .PHONY: bench bench-quick
+.PHONY: browser
 
 env: $(STAMP)
 
@@ -25,17 +26,24 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # jupyter-cache keys a notebook on its code cells only: drop the cache when the package or the
-# pinned environment change, so the book never shows results of old code.
+# pinned environment change, so the book never shows results of old code. Sphinx's saved
+# environment (_build/.doctrees) goes too: with it, Sphinx would not even read the notebooks that
+# did not change, and their pages would keep the old results.
 _build/.cache-key: $(SOURCES) requirements.lock
-	rm -rf _build/.jupyter_cache
+	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
 
 book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The website test (tests/test_site.py) drives the system's Chromium: find it, or install Debian's
+# chromium and chromium-driver where apt-get can; elsewhere the test is skipped and says why.
+browser: $(STAMP)
+	@$(BIN)/python tools/browser.py
 
 doctor: $(STAMP)
 	$(BIN)/python -m companion doctor

@@ -5,6 +5,7 @@ everything they compute from here; nothing is pasted into the notebooks.
 
 Modules
 -------
+=========================  ======================================================================
 ``companion.profile``      the ``ci``/``full`` switch that sizes every experiment
 ``companion.arch``         :class:`~companion.arch.MLPSpec`, the one description of an architecture
 ``companion.models``       flax networks built from an :class:`~companion.arch.MLPSpec`
@@ -14,6 +15,7 @@ Modules
 ``companion.nt``           neural-tangents, importable on the pinned JAX without TensorFlow
 ``companion.data``         where data sets live, and the toy targets
 ``companion.experiments``  one module per experiment of the book
+=========================  ======================================================================
 """
 
 __version__ = "0.1.0"

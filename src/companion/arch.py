@@ -188,6 +188,7 @@ class MLPSpec:
 
     @property
     def has_layernorm(self) -> bool:
+        """Whether any hidden layer carries a LayerNorm (the case of the paper's Theorem 3.2)."""
         return bool(self.layernorm)
 
     @property

@@ -6,7 +6,7 @@ map, an optional parameter-free LayerNorm, and an activation, then a linear read
 move it after the activation (:mod:`companion.normalisation`; the transformer of the paper's
 Fig. 7 is in :mod:`companion.transformer`).
 
-Two parametrisations (:attr:`MLPSpec.parametrisation`):
+Two parametrisations (:attr:`~companion.arch.MLPSpec.parametrisation`):
 
 * ``standard`` (the paper's experiments, App. J): ``y = W x + b`` with
   ``W ~ U(-a, a)``, ``a = sigma_w * sqrt(3 / fan_in)`` (Kaiming/He-uniform for ``sigma_w = sqrt(2)``)

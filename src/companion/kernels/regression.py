@@ -2,14 +2,14 @@
 
 Chapter "Bounded outputs" uses both. An infinitely wide network trained by gradient flow on the
 squared loss to convergence predicts, in expectation over its initialisation (Lee et al. 2019;
-the paper's Sec. 2),
+the paper's Sec. 2)::
 
     E[f_inf(x)] = Theta(x, X) Theta(X, X)^{-1} y,
 
 the posterior mean of a noiseless Gaussian process with kernel ``Theta``. Write
 ``Theta(x, x') = psi(x).psi(x')`` for a feature map ``psi``. Then the prediction is
 ``psi(x).beta`` with ``beta`` the minimum-norm interpolant, whose norm is the RKHS norm
-``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain
+``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain::
 
     |E f(x)| <= sqrt(Theta(x, x)) sqrt(y^T Theta^{-1} y)      (pointwise)
              <= sqrt(C) sqrt(y^T Theta^{-1} y)                 (C = sup_x Theta(x, x), Thm 3.2)
