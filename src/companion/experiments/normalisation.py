@@ -211,6 +211,7 @@ class Result:
 
     @property
     def names(self) -> list[str]:
+        """The normalisation variants compared, in table order."""
         return list(self.kernel)
 
     def measured(self, name: str, key: str = "diagonal") -> np.ndarray:

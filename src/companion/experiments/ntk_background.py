@@ -156,6 +156,7 @@ class Ensemble:
     seconds: float
 
     def summary(self) -> MeanCI:
+        """Mean and 95% band over seeds of the trained ensemble's predictions."""
         return mean_ci(self.predictions, axis=0)
 
     @property
