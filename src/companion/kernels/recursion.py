@@ -24,9 +24,13 @@ recursion of its App. A and E.
 
 Numerics: quantities are carried as variances, standard deviations and a correlation clipped to
 ``[-1, 1]``, never as products of two large numbers, so inputs with norms from 1e-8 to 1e12 (and
-beyond) give finite kernels with a relative error of a few ulp in float64 (the tests check the
-closed forms at those norms). The recursion is ``jax.jit``-compiled per architecture and evaluated
-in blocks of at most ``block_size`` rows and columns.
+beyond) give finite kernels. In float64 the relative error is a few ulp on the diagonal and for
+pairs whose correlations stay away from +-1 (the tests check closed forms at those norms and
+neural-tangents to 1e-10). For distinct inputs whose correlation is within about 1e-8 of +-1
+the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope, and rounding in
+``rho`` becomes a relative error up to about 1e-8 (1e-4 in float32): a property of the kernel,
+shared by every implementation. The recursion is ``jax.jit``-compiled per architecture and
+evaluated in blocks of at most ``block_size`` rows and columns.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "soft_cosine",
     "check_spec",
     "as_inputs",
+    "augmented_unit",
 ]
 
 #: Rows and columns per compiled evaluation of :func:`kernel` (4096^2 pairs: 128 MiB per float64
@@ -257,7 +262,8 @@ def kernel(
         Largest number of rows and columns evaluated at once (default
         :data:`DEFAULT_BLOCK_SIZE`); lower it to save memory.
     dtype:
-        ``float64`` (default) or ``float32`` (faster on accelerators, about 1e-6 relative error).
+        ``float64`` (default) or ``float32`` (faster on accelerators; relative error about 1e-6,
+        up to 1e-4 for nearly identical inputs).
 
     Returns
     -------
