@@ -65,8 +65,9 @@ def test_blocks_give_the_same_matrix() -> None:
     x = RNG.normal(size=(23, 4))
     whole = kernel(x, x[:17], spec)
     blocked = kernel(x, x[:17], spec, block_size=5)
-    np.testing.assert_allclose(blocked.ntk, whole.ntk, rtol=1e-14)
-    np.testing.assert_allclose(blocked.nngp, whole.nngp, rtol=1e-14)
+    # Blocks change the padding, hence XLA's vectorisation and the last bits of each entry.
+    np.testing.assert_allclose(blocked.ntk, whole.ntk, rtol=1e-13, atol=1e-15 * np.abs(whole.ntk).max())
+    np.testing.assert_allclose(blocked.nngp, whole.nngp, rtol=1e-13, atol=1e-15 * np.abs(whole.nngp).max())
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
