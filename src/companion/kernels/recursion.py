@@ -298,9 +298,10 @@ def kernel(
                 k_nngp, k_ntk = _matrix(xa, jnp.asarray(_pad_rows(cols, pc), dt), arch)
                 nngp[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_nngp)[: rows.shape[0], : cols.shape[0]]
                 ntk[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_ntk)[: rows.shape[0], : cols.shape[0]]
-    if x2 is None:
-        nngp = (nngp + nngp.T) / 2
-        ntk = (ntk + ntk.T) / 2
+    if x2 is None:  # exactly symmetric, in place (numpy buffers the overlapping transpose)
+        for matrix in (nngp, ntk):
+            np.add(matrix, matrix.T, out=matrix)
+            matrix *= 0.5
     return Kernels(nngp, ntk)
 
 
