@@ -13,6 +13,7 @@ Modules
 ``companion.stats``        mean and 95% confidence interval over seeds
 ``companion.plotting``     the book's figure style
 ``companion.nt``           neural-tangents, importable on the pinned JAX without TensorFlow
+``companion.kernels``      infinite-width NNGP and NTK (LayerNorm anywhere), kernel regression, Thm 3.3
 ``companion.data``         where data sets live, and the toy targets
 ``companion.experiments``  one module per experiment of the book
 =========================  ======================================================================
