@@ -8,6 +8,8 @@ Modules
 ``companion.profile``      the ``ci``/``full`` switch that sizes every experiment
 ``companion.arch``         :class:`~companion.arch.MLPSpec`, the one description of an architecture
 ``companion.models``       flax networks built from an :class:`~companion.arch.MLPSpec`
+``companion.normalisation`` LayerNorm, RMSNorm and Dynamic Tanh layers for the models
+``companion.transformer``  the small decoder-only transformer of the paper's Fig. 7
 ``companion.train``        optax training, ``jax.vmap``-ed over seeds
 ``companion.stats``        mean and 95% confidence interval over seeds
 ``companion.plotting``     the book's figure style
