@@ -12,6 +12,8 @@ SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
 .PHONY: book test env doctor clean lock
 .PHONY: gpu-env drift
+.PHONY: bench bench-quick
+.PHONY: browser
 
 env: $(STAMP)
 
@@ -24,17 +26,24 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $@
 
 # jupyter-cache keys a notebook on its code cells only: drop the cache when the package or the
-# pinned environment change, so the book never shows results of old code.
+# pinned environment change, so the book never shows results of old code. Sphinx's saved
+# environment (_build/.doctrees) goes too: with it, Sphinx would not even read the notebooks that
+# did not change, and their pages would keep the old results.
 _build/.cache-key: $(SOURCES) requirements.lock
-	rm -rf _build/.jupyter_cache
+	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
 
 book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The website test (tests/test_site.py) drives the system's Chromium: find it, or install Debian's
+# chromium and chromium-driver where apt-get can; elsewhere the test is skipped and says why.
+browser: $(STAMP)
+	@$(BIN)/python tools/browser.py
 
 doctor: $(STAMP)
 	$(BIN)/python -m companion doctor
@@ -50,6 +59,30 @@ gpu-env: $(STAMP)
 # newest jax/flax/optax that pyproject.toml admits, and execute every chapter (needs PyPI).
 drift:
 	$(PYTHON) tools/drift.py
+
+# Benchmarks (benchmarks/README.md): their own environment, the lock plus the PyTorch baseline
+# (benchmarks/requirements.txt), so that the book's .venv stays exactly the lock. On a machine
+# with an NVIDIA GPU it gets the CUDA 12 build of the pinned JAX, as `make gpu-env` does.
+BENCH_VENV := _build/venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): requirements.lock pyproject.toml benchmarks/requirements.txt
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v == (3, 11) else "requirements.lock is verified on Python 3.11, found %d.%d; run: make PYTHON=/path/to/python3.11" % v)'
+	rm -rf $(BENCH_VENV)
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -r requirements.lock
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --editable .
+	if command -v nvidia-smi >/dev/null 2>&1; then $(BENCH_VENV)/bin/python -m pip install --quiet "jax[cuda12]==$$(sed -n 's/^jax==//p' requirements.lock)"; fi
+	touch $@
+
+# Every benchmark at full size; results in benchmarks/results/<device>-full.json.
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+# Small sizes: a few minutes on 2 CPU cores; results in benchmarks/results/<device>-quick.json.
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf _build

@@ -1,16 +1,13 @@
 """The whole book builds from scratch with every chapter executed and warnings as errors.
 
-This is how the test suite executes the chapters (the one way: through the book build). Any
-exception in a cell, any output on stderr (warnings included), any broken cross-reference or
-citation fails the build.
+This is how the test suite executes the chapters (the one way: through the book build, the
+``book_build`` fixture of conftest.py, which tests/test_site.py shares). Any exception in a cell,
+any output on stderr (warnings included), any broken cross-reference or citation fails the build.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,19 +19,8 @@ pytestmark = pytest.mark.book
 
 
 @pytest.fixture(scope="module")
-def html(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    env = os.environ | {"COMPANION_PROFILE": "ci", "COMPANION_PROGRESS": "0"}
-    build = subprocess.run(
-        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out), "-W", "-n", "--keep-going"],
-        capture_output=True, text=True, env=env,
-    )
-    log = build.stdout + build.stderr
-    (out / "build.log").write_text(log)
-    assert build.returncode == 0, "book build failed:\n" + log[-6000:]
-    assert "WARNING" not in re.sub(r"\[IPKernelApp\] WARNING \| Kernel is running over TCP[^\n]*", "", log)
-    return out / "_build" / "html"
+def html(book_build: Path) -> Path:
+    return book_build / "_build" / "html"
 
 
 def test_every_toc_page_is_rendered(html: Path) -> None:
@@ -93,3 +79,11 @@ def test_transformer_and_normalisation_chapters_passed_their_checks(html: Path) 
         assert all(f'id="{name}"' in page for name in figures)
     # The transformer page says whether it shows the stored full-profile run.
     assert "No complete full-profile results" in transformer or "stored full-profile results" in transformer
+
+
+def test_no_page_shows_an_error_output(html: Path) -> None:
+    # A figure that fails to render (e.g. bad mathtext) appears as a traceback in the page without
+    # failing the build; so does any other error the display machinery swallows.
+    for page in (html / "book").rglob("*.html"):
+        text = page.read_text()
+        assert "output traceback" not in text and "Traceback (most recent call last)" not in text, page.name

@@ -59,10 +59,12 @@ def test_dyt_is_a_bounded_scaled_tanh() -> None:
 
 
 def test_unknown_normalisation_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="unknown normalisation 'batchnorm'"):
+    with pytest.raises(ValueError, match="unknown normalisation 'groupnorm'"):
+        normalisation.make("groupnorm")
+    with pytest.raises(ValueError, match="batch statistics"):
         normalisation.make("batchnorm")
     with pytest.raises(ValueError, match="unknown normalisation"):
-        MLPSpec(norm="batchnorm")
+        MLPSpec(norm="groupnorm")
     with pytest.raises(ValueError, match="choose 'pre'"):
         MLPSpec(norm_position="middle")
 

@@ -241,9 +241,10 @@ def test_ci_runs_the_readme_test_command_on_push_and_pull_request() -> None:
     basetemp = re.search(r"--basetemp=(\$\{\{[^}]*\}\}\S*|\S+)", step["env"]["PYTEST_ADDOPTS"]).group(1)
     upload = _step_using(WORKFLOW["ci"], "actions/upload-artifact")
     assert upload["if"] == "failure()"
-    # tests/test_book.py builds into tmp_path_factory.mktemp("book"); html/reports/ has the execution reports.
+    # conftest.py's book build (tests/test_book.py, tests/test_site.py) goes to tmp_path_factory.mktemp("book");
+    # html/reports/ has the execution reports.
     assert f"{basetemp}/book*/_build/html" in upload["with"]["path"]
-    assert 'mktemp("book")' in (ROOT / "tests" / "test_book.py").read_text()
+    assert 'mktemp("book")' in (ROOT / "tests" / "conftest.py").read_text()
 
 
 def test_pip_downloads_are_cached_on_the_lock_and_data_on_the_download_cache() -> None:

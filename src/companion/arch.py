@@ -60,8 +60,10 @@ C_PHI = {
 PARAMETRISATIONS = ("standard", "ntk")
 #: Named LayerNorm placements used in the paper's figures and tables.
 PLACEMENTS = ("none", "first", "second", "last", "every")
-#: Normalisation layers (:mod:`companion.normalisation`); the paper's theory is about ``layernorm``.
-NORMS = ("layernorm", "rmsnorm", "dyt")
+#: Normalisation layers (:mod:`companion.normalisation`) at the positions ``layernorm`` lists; the
+#: paper's theory is about ``layernorm``. ``batchnorm`` normalises each feature over the batch
+#: (training) or with running averages (evaluation), the paper's App. L comparison.
+NORMS = ("layernorm", "rmsnorm", "dyt", "batchnorm")
 #: ``pre``: between a hidden layer's linear map and its activation (the paper's placement);
 #: ``post``: after the activation (outside the paper's theorems).
 NORM_POSITIONS = ("pre", "post")
@@ -114,8 +116,8 @@ class MLPSpec:
         Whether LayerNorms learn a scale and shift (the theory's LayerNorm has none).
     norm:
         Which normalisation the layers listed in ``layernorm`` carry, one of :data:`NORMS`
-        (``layernorm``, the default; ``rmsnorm``; ``dyt``, Dynamic Tanh). ``ln_eps`` and
-        ``ln_affine`` apply to all of them (see :mod:`companion.normalisation`).
+        (``layernorm``, the default; ``rmsnorm``; ``dyt``, Dynamic Tanh; ``batchnorm``). ``ln_eps``
+        and ``ln_affine`` apply to all of them (see :mod:`companion.normalisation`).
     norm_position:
         ``pre`` (default, the paper's placement) or ``post`` (after the activation).
     """
@@ -186,6 +188,7 @@ class MLPSpec:
 
     @property
     def has_layernorm(self) -> bool:
+        """Whether any hidden layer carries a LayerNorm (the case of the paper's Theorem 3.2)."""
         return bool(self.layernorm)
 
     @property
@@ -198,6 +201,9 @@ class MLPSpec:
         positions = self.layernorm
         if not positions:
             return "no LN"
+        if self.norm == "batchnorm":
+            return "BatchNorm" if positions == frozenset(range(1, self.depth + 1)) else "BatchNorm at " + ",".join(
+                str(h) for h in sorted(positions))
         name = {"layernorm": "LN", "rmsnorm": "RMSNorm", "dyt": "DyT"}[self.norm]
         suffix = " after act." if self.norm_position == "post" else ""
         return self._placement_label(positions).replace("LN", name, 1) + suffix

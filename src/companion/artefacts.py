@@ -33,7 +33,7 @@ from typing import Any
 
 __all__ = [
     "ENV_VAR", "VERSIONED", "root", "directory", "fingerprint", "provenance", "write_json", "read_json", "slug",
-    "run_path", "load_run", "save_run", "resume",
+    "run_path", "load_run", "save_run", "resume", "Saved", "catalogue",
 ]
 
 ENV_VAR = "COMPANION_ARTEFACTS"
@@ -171,3 +171,77 @@ def resume(
             for seed, content in zip(batch, contents, strict=True):
                 save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
             print(f"{method}: seed(s) {batch} saved", flush=True)
+
+
+# ---- what the book's status page lists: every saved result with its provenance -----------------
+
+@dataclasses.dataclass(frozen=True)
+class Saved:
+    """One saved result of an experiment and where it came from (a row of the status page).
+
+    Read by :func:`catalogue` from either layout the experiments use: a ``summary.json`` of
+    per-run files (the protein chapter) or one JSON file with a ``provenance`` record (the
+    face-age chapter).
+    """
+
+    experiment: str
+    profile: str
+    path: Path
+    dates: tuple[str, ...]
+    devices: tuple[str, ...]
+    wall_seconds: float | None
+    versions: dict[str, str]
+    commits: tuple[str, ...]
+    complete: bool | None
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v not in (None, "", [], {})), None)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(str(v) for v in ([value] if isinstance(value, (str, int, float)) else value))
+
+
+def _saved(path: Path, content: dict[str, Any]) -> Saved:
+    origin = content.get("provenance") or {}
+    profile = _first(content.get("profile"), path.parent.name if path.name == "summary.json" else None,
+                     path.stem.rsplit("-", 1)[-1] if "-" in path.stem else None) or "?"
+    wall = _first(content.get("wall_seconds"), origin.get("total seconds"),
+                  origin.get("training seconds (incl. compilation)"))
+    return Saved(
+        experiment=str(content["experiment"]),
+        profile=str(profile),
+        path=path,
+        dates=_strings(_first(content.get("run_dates"), origin.get("date"), origin.get("created"))),
+        devices=_strings(_first(content.get("run_devices"), origin.get("devices"), origin.get("jax devices"))),
+        wall_seconds=None if wall is None else float(wall),
+        versions={str(k): str(v) for k, v in (origin.get("versions") or {}).items()},
+        commits=_strings(_first(content.get("run_commits"), origin.get("commit"), origin.get("git commit"))),
+        complete=content.get("complete"),
+    )
+
+
+def catalogue(checkout: Path | None = None) -> list[Saved]:
+    """Every saved experiment result in a source checkout, with its provenance, sorted by path.
+
+    Looks at ``artefacts/<experiment>/<profile>/summary.json`` (under :func:`root` for the default
+    checkout) and at JSON files in ``book/<part>/results/``; a file counts when it names its
+    ``experiment`` and carries a ``provenance`` record. Returns an empty list without a checkout.
+    """
+    if checkout is None:
+        base = root()
+        checkout = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else None
+    else:
+        base = Path(checkout) / "artefacts"
+    paths = sorted(base.glob("*/*/summary.json")) if base is not None and base.is_dir() else []
+    if checkout is not None:
+        paths += sorted(Path(checkout).glob("book/*/results/*.json"))
+    found = []
+    for path in paths:
+        content = read_json(path)
+        if isinstance(content, dict) and "experiment" in content and "provenance" in content:
+            found.append(_saved(path, content))
+    return found

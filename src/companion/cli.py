@@ -13,11 +13,14 @@ __all__ = ["main", "EXPERIMENTS"]
 EXPERIMENTS = {
     "protein": "companion.experiments.protein",
     "faces": "companion.experiments.faces",
+    "toy": "companion.experiments.toy",
+    "bridge": "companion.experiments.bridge",
     "transformer": "companion.experiments.transformer",
 }
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: the command line) and run the command; return its exit status."""
     parser = argparse.ArgumentParser(prog="python -m companion", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
     commands.add_parser("doctor", help="check that this environment can run the book")

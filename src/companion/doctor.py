@@ -25,6 +25,8 @@ PACKAGES = (
 
 @dataclasses.dataclass
 class Check:
+    """The outcome of one check: its name, whether it passed, what was found, and how to fix it."""
+
     name: str
     ok: bool
     detail: str

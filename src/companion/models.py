@@ -6,7 +6,7 @@ map, an optional parameter-free LayerNorm, and an activation, then a linear read
 move it after the activation (:mod:`companion.normalisation`; the transformer of the paper's
 Fig. 7 is in :mod:`companion.transformer`).
 
-Two parametrisations (:attr:`MLPSpec.parametrisation`):
+Two parametrisations (:attr:`~companion.arch.MLPSpec.parametrisation`):
 
 * ``standard`` (the paper's experiments, App. J): ``y = W x + b`` with
   ``W ~ U(-a, a)``, ``a = sigma_w * sqrt(3 / fan_in)`` (Kaiming/He-uniform for ``sigma_w = sqrt(2)``)
@@ -17,6 +17,11 @@ Two parametrisations (:attr:`MLPSpec.parametrisation`):
 The first linear map uses ``spec.sigma_w_input`` when it is set (:attr:`MLPSpec.weight_scales`).
 
 Outputs have shape ``(n, 1)``, the convention of neural-tangents.
+
+With ``spec.norm == "batchnorm"`` the normalised layers are flax ``nn.BatchNorm`` (the paper's
+App. L): each feature is standardised over the *batch* while training (``train=True``, with
+``mutable=["batch_stats"]``) and with running averages at evaluation (``train=False``, the
+default), as PyTorch's ``model.train()`` / ``model.eval()``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,10 @@ import jax.numpy as jnp
 from companion import normalisation
 from companion.arch import LEAKY_RELU_SLOPE, MLPSpec
 
-__all__ = ["MLP", "Dense", "activation_fn", "check_inputs"]
+__all__ = ["MLP", "Dense", "activation_fn", "check_inputs", "BATCHNORM_MOMENTUM"]
+
+#: Weight of the old value in BatchNorm's running averages (PyTorch's ``momentum=0.1`` is 0.9 here).
+BATCHNORM_MOMENTUM = 0.9
 
 
 def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
@@ -103,9 +111,11 @@ class MLP(nn.Module):
     spec: MLPSpec
 
     @nn.compact
-    def __call__(self, x: jax.Array, ln_mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, ln_mask: jax.Array | None = None, train: bool = False) -> jax.Array:
         check_inputs(x)
         spec = self.spec
+        if ln_mask is not None and spec.norm != "layernorm":
+            raise ValueError("ln_mask is for LayerNorm networks; BatchNorm positions come from spec.layernorm")
         if ln_mask is not None:
             if spec.ln_affine or spec.norm == "dyt":
                 raise ValueError("ln_mask needs parameter-free LayerNorms (ln_affine=False, and not DyT)")
@@ -117,7 +127,17 @@ class MLP(nn.Module):
         for layer in range(1, spec.depth + 1):
             h = Dense(spec.width, spec.parametrisation, scales[layer - 1], spec.sigma_b, name=f"dense_{layer}")(h)
             norm = None
-            if ln_mask is not None or layer in spec.layernorm:
+            if spec.norm == "batchnorm":
+                if layer in spec.layernorm:
+                    norm = nn.BatchNorm(
+                        use_running_average=not train,
+                        momentum=BATCHNORM_MOMENTUM,
+                        epsilon=spec.ln_eps,
+                        use_bias=spec.ln_affine,
+                        use_scale=spec.ln_affine,
+                        name=f"batchnorm_{layer}",
+                    )
+            elif ln_mask is not None or layer in spec.layernorm:
                 norm = normalisation.make(
                     spec.norm, eps=spec.ln_eps, affine=spec.ln_affine, name=f"{spec.norm}_{layer}"
                 )

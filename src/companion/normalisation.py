@@ -87,4 +87,6 @@ def make(kind: str, *, eps: float = 1e-5, affine: bool = False, name: str | None
         return RMSNorm(epsilon=eps, affine=affine, name=name)
     if kind == "dyt":
         return DyT(affine=affine, name=name)
+    if kind == "batchnorm":
+        raise ValueError("batchnorm needs batch statistics and a train/eval mode: companion.models.MLP builds it")
     raise ValueError(f"unknown normalisation {kind!r}; choose one of {', '.join(NORMS)}")

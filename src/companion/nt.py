@@ -105,7 +105,7 @@ def _fallback(module: str, name: str) -> Any:
     )
 
 
-#: What :func:`_install_shim` had to add on this JAX, as ``"module.name"`` strings.
+#: What ``_install_shim()`` had to add on this JAX, as ``"module.name"`` strings.
 patched_names: list[str] = []
 
 

@@ -42,7 +42,11 @@ def colour(label: str) -> str:
 
 
 def use_style() -> None:
-    """Set the book's matplotlib defaults (sizes for a page column, no top/right spines)."""
+    """Set the book's matplotlib defaults (sizes for a page column, no top/right spines).
+
+    In a notebook, figures are also shown as SVG: sharp at any zoom on the website and in Colab,
+    and small, since the book's figures are lines, bands and histograms rather than many points.
+    """
     mpl.rcParams.update(
         {
             "figure.figsize": (7.0, 3.6),
@@ -60,6 +64,18 @@ def use_style() -> None:
             "lines.linewidth": 1.8,
         }
     )
+    _inline_figures_as_svg()
+
+
+def _inline_figures_as_svg() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: nothing is shown inline
+        return
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("svg")
 
 
 def band(ax: plt.Axes, x: np.ndarray, summary: MeanCI, label: str, **kwargs: object) -> None:

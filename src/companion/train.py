@@ -17,6 +17,12 @@ paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only resc
 rate of gradient descent. Sequence models train the same way: :func:`fit` fits a module mapping
 sequences ``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) to
 targets ``(n, T)``, the error averaged over positions as well.
+
+Networks with BatchNorm (``MLPSpec(norm="batchnorm")``) carry batch statistics besides their
+parameters: :func:`fit` trains them with batch statistics (``train=True``), updates the running
+averages after every step, and :meth:`TrainResult.predict` evaluates with the running averages,
+as PyTorch's ``model.eval()``. With mini-batches the padded last batch repeats a few points in
+its statistics.
 """
 
 from __future__ import annotations
@@ -83,12 +89,16 @@ class TrainResult:
         for full batch, the loss before that epoch's update).
     seeds:
         The seeds, in the order of the leading axis.
+    state:
+        Other variable collections (``{"batch_stats": ...}`` for BatchNorm networks, else ``{}``),
+        leaves with the same leading seeds axis.
     """
 
     model: nn.Module
     params: Any
     losses: np.ndarray
     seeds: tuple[int, ...]
+    state: Any = dataclasses.field(default_factory=dict)
 
     def predict(self, x: np.typing.ArrayLike) -> np.ndarray:
         """Predictions of every seed on ``x`` (shape ``(n, d)``), as an array ``(len(seeds), n)``.
@@ -97,12 +107,12 @@ class TrainResult:
         """
         x = jnp.asarray(x, dtype=jax.tree_util.tree_leaves(self.params)[0].dtype)
         _check_inputs(self.model, x)
-        return np.asarray(_predict(self.model, self.params, x))
+        return np.asarray(_predict(self.model, self.params, self.state, x))
 
 
 @jax.jit(static_argnums=0)
-def _predict(model: nn.Module, params: Any, x: jax.Array) -> jax.Array:
-    return jax.vmap(lambda p: model.apply({"params": p}, x)[..., 0])(params)
+def _predict(model: nn.Module, params: Any, state: Any, x: jax.Array) -> jax.Array:
+    return jax.vmap(lambda p, s: model.apply({"params": p, **s}, x)[..., 0])(params, state)
 
 
 def _check_inputs(module: nn.Module | None, x: jax.Array) -> None:
@@ -152,9 +162,10 @@ def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | No
 
 
 def _train(
-    apply: Callable[[Any, Any, jax.Array], jax.Array],
+    apply: Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, Any]],
     make_tx: Callable[[Any], optax.GradientTransformation],
     params: Any,
+    model_state: Any,
     hypers: Any,
     data_keys: jax.Array,
     x: jax.Array,
@@ -164,46 +175,49 @@ def _train(
     batch_size: int | None,
     desc: str,
 ) -> tuple[Any, np.ndarray]:
-    """Train a batch of runs at once: every leaf of ``params``, ``hypers`` and ``data_keys`` has a
-    leading runs axis. ``apply(params, hyper, x)`` gives predictions ``(n,)``; ``make_tx(hyper)`` the
-    run's optimiser. Returns the trained parameters and the losses ``(runs, epochs)``."""
+    """Train a batch of runs at once: every leaf of ``params``, ``model_state``, ``hypers`` and
+    ``data_keys`` has a leading runs axis. ``apply(params, model_state, hyper, x)`` gives training
+    predictions ``(n,)`` and the updated model state (batch statistics; pass ``{}`` for none);
+    ``make_tx(hyper)`` the run's optimiser. Returns the trained parameters, the final model state
+    and the losses ``(runs, epochs)``."""
     n = x.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
     n_batches = -(-n // batch)
 
-    def loss_fn(params: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> jax.Array:
-        error = (apply(params, hyper, xb) - yb) ** 2  # (batch,) or, for sequences, (batch, T)
-        return jnp.sum(wb * jnp.mean(error.reshape(error.shape[0], -1), axis=1)) / jnp.sum(wb)
+    def loss_fn(params: Any, mstate: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[jax.Array, Any]:
+        pred, mstate = apply(params, mstate, hyper, xb)
+        error = (pred - yb) ** 2  # (batch,) or, for sequences, (batch, T)
+        return jnp.sum(wb * jnp.mean(error.reshape(error.shape[0], -1), axis=1)) / jnp.sum(wb), mstate
 
-    def step(params: Any, opt_state: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, jax.Array]:
-        loss, grads = jax.value_and_grad(loss_fn)(params, hyper, xb, yb, wb)
+    def step(params: Any, opt_state: Any, mstate: Any, hyper: Any, xb: jax.Array, yb: jax.Array, wb: jax.Array) -> tuple[Any, Any, Any, jax.Array]:
+        (loss, mstate), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mstate, hyper, xb, yb, wb)
         updates, opt_state = make_tx(hyper).update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, mstate, loss
 
-    def epoch(carry: tuple[Any, Any, jax.Array, Any], index: jax.Array) -> tuple[tuple[Any, Any, jax.Array, Any], jax.Array]:
-        params, opt_state, key, hyper = carry
+    def epoch(carry: tuple[Any, Any, Any, jax.Array, Any], index: jax.Array) -> tuple[tuple[Any, Any, Any, jax.Array, Any], jax.Array]:
+        params, opt_state, mstate, key, hyper = carry
         if n_batches == 1:
-            params, opt_state, loss = step(params, opt_state, hyper, x, y, jnp.ones(n, x.dtype))
-            return (params, opt_state, key, hyper), loss
+            params, opt_state, mstate, loss = step(params, opt_state, mstate, hyper, x, y, jnp.ones(n, x.dtype))
+            return (params, opt_state, mstate, key, hyper), loss
         order = jax.random.permutation(jax.random.fold_in(key, index), n)
         pad = n_batches * batch - n
         order = jnp.concatenate([order, order[:pad]]).reshape(n_batches, batch)
         weights = jnp.concatenate([jnp.ones(n, x.dtype), jnp.zeros(pad, x.dtype)]).reshape(n_batches, batch)
 
-        def batch_step(state: tuple[Any, Any], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[Any, Any], jax.Array]:
+        def batch_step(state: tuple[Any, Any, Any], inputs: tuple[jax.Array, jax.Array]) -> tuple[tuple[Any, Any, Any], jax.Array]:
             idx, w = inputs
-            p, s, loss = step(*state, hyper, x[idx], y[idx], w)
-            return (p, s), loss * jnp.sum(w)
+            p, s, m, loss = step(*state, hyper, x[idx], y[idx], w)
+            return (p, s, m), loss * jnp.sum(w)
 
-        (params, opt_state), losses = jax.lax.scan(batch_step, (params, opt_state), (order, weights))
-        return (params, opt_state, key, hyper), jnp.sum(losses) / n
+        (params, opt_state, mstate), losses = jax.lax.scan(batch_step, (params, opt_state, mstate), (order, weights))
+        return (params, opt_state, mstate, key, hyper), jnp.sum(losses) / n
 
     @jax.jit
     def run(state: Any, indices: jax.Array) -> tuple[Any, jax.Array]:
         return jax.vmap(lambda s: jax.lax.scan(epoch, s, indices))(state)
 
     opt_state = jax.vmap(lambda p, h: make_tx(h).init(p))(params, hypers)
-    state = (params, opt_state, data_keys, hypers)
+    state = (params, opt_state, model_state, data_keys, hypers)
     chunk = max(1, -(-epochs // PROGRESS_STEPS))
     losses = []
     with progress.bar(epochs, desc, unit="epoch") as pbar:
@@ -212,7 +226,7 @@ def _train(
             state, chunk_losses = run(state, indices)
             losses.append(np.asarray(chunk_losses))
             pbar.update(len(indices))
-    return state[0], np.concatenate(losses, axis=1)
+    return state[0], state[2], np.concatenate(losses, axis=1)
 
 
 def _seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -263,15 +277,23 @@ def fit(
     seeds = _check_run_arguments(seeds, epochs, batch_size)
     tx = make_optimizer(optimizer, learning_rate)
     init_keys, data_keys = _seed_keys(seeds)
-    params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
-    params, loss_curve = _train(
-        lambda p, _, xb: module.apply({"params": p}, xb)[..., 0],
-        lambda _: tx,
-        params, jnp.zeros(len(seeds)), data_keys, x, y,
+    variables = jax.vmap(lambda k: dict(module.init(k, x[:1])))(init_keys)
+    params = variables.pop("params")
+    mutable = sorted(variables)  # e.g. ["batch_stats"] for BatchNorm networks
+
+    def apply(p: Any, mstate: Any, _: Any, xb: jax.Array) -> tuple[jax.Array, Any]:
+        if not mutable:
+            return module.apply({"params": p}, xb)[..., 0], mstate
+        out, updated = module.apply({"params": p, **mstate}, xb, train=True, mutable=mutable)
+        return out[..., 0], dict(updated)
+
+    params, model_state, loss_curve = _train(
+        apply, lambda _: tx,
+        params, variables, jnp.zeros(len(seeds)), data_keys, x, y,
         epochs=epochs, batch_size=batch_size, desc=desc or f"training {len(seeds)} seed(s)",
     )
     _check_finite(loss_curve, [f"seed {s}" for s in seeds])
-    return TrainResult(model=module, params=params, losses=loss_curve, seeds=seeds)
+    return TrainResult(model=module, params=params, losses=loss_curve, seeds=seeds, state=model_state)
 
 
 def fit_variants(
@@ -304,6 +326,8 @@ def fit_variants(
             raise ValueError(f"variants may differ only in their LayerNorm positions; {spec} differs from {specs[0]}")
         if spec.ln_affine:
             raise ValueError("fit_variants needs parameter-free LayerNorms (ln_affine=False)")
+        if spec.norm != "layernorm":
+            raise ValueError("fit_variants trains LayerNorm placements; train BatchNorm networks with fit")
     rates = [learning_rates] * len(specs) if isinstance(learning_rates, (int, float)) else list(learning_rates)
     if len(rates) != len(specs):
         raise ValueError(f"give one learning rate per variant: {len(specs)} variants, {len(rates)} learning rates")
@@ -324,10 +348,10 @@ def fit_variants(
     params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
     params = jax.tree_util.tree_map(lambda leaf: jnp.tile(leaf, (n_variants,) + (1,) * (leaf.ndim - 1)), params)
     data_keys = jnp.tile(data_keys, n_variants)
-    params, loss_curve = _train(
-        lambda p, h, xb: module.apply({"params": p}, xb, ln_mask=h["ln_mask"])[:, 0],
+    params, _, loss_curve = _train(
+        lambda p, m, h, xb: (module.apply({"params": p}, xb, ln_mask=h["ln_mask"])[:, 0], m),
         lambda h: make(h["learning_rate"]),
-        params, hypers, data_keys, x, y,
+        params, {}, hypers, data_keys, x, y,
         epochs=epochs, batch_size=batch_size,
         desc=desc or f"training {n_variants} variants x {n_seeds} seed(s)",
     )

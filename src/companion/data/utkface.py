@@ -62,6 +62,7 @@ class FaceImage:
 
     @property
     def name(self) -> str:
+        """The image's file name, which holds its labels."""
         return Path(self.path).name
 
 
@@ -91,10 +92,12 @@ class Scan:
 
     @property
     def ages(self) -> np.ndarray:
+        """Age in years of every image, in the order of :attr:`images`."""
         return np.array([im.age for im in self.images], dtype=float)
 
     @property
     def races(self) -> np.ndarray:
+        """Ethnicity code (0-4: White, Black, Asian, Indian, Others) of every image, as in :attr:`images`."""
         return np.array([im.race for im in self.images], dtype=int)
 
     def paths(self) -> list[Path]:
@@ -218,6 +221,7 @@ class Split:
     seed: int
 
     def counts(self) -> dict[str, int]:
+        """Number of images in each set: train, ID validation and OOD."""
         return {"train": len(self.train), "ID validation": len(self.id_val), "OOD": len(self.ood)}
 
 

@@ -93,6 +93,7 @@ class Config:
             raise ValueError("give at least 2 seeds: Table 2 reports a confidence interval over seeds")
 
 
+#: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
 CONFIGS = {
     "ci": Config(source="standin", seeds=8),
     "full": Config(source="utkface", seeds=250),

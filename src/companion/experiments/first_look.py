@@ -40,6 +40,7 @@ class Config:
     data_seed: int = 0
 
 
+#: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
 CONFIGS = {
     "ci": Config(seeds=4, epochs=2000, grid_points=401),
     "full": Config(seeds=5, epochs=3000, grid_points=1001),
@@ -75,17 +76,15 @@ class Result:
         return mean_ci(self.predictions[label], axis=0)
 
     def distance(self) -> np.ndarray:
-        """|x| of each grid point in units of the training half-width."""
+        """``|x|`` of each grid point in units of the training half-width."""
         return np.abs(self.grid) / self.data.half_width
 
 
 def shell_mean_abs(result: Result, label: str, inner: float, outer: float) -> float:
-    """Mean of |f(x)| over seeds and grid points with ``inner <= |x|/half-width <= outer``."""
-    d = result.distance()
-    mask = (d >= inner) & (d <= outer)
-    if not mask.any():
-        raise ValueError(f"no grid point lies between {inner} and {outer} half-widths")
-    return float(np.mean(np.abs(result.predictions[label][:, mask])))
+    """Mean of ``|f(x)|`` over seeds and grid points with ``inner <= |x|/half-width <= outer``."""
+    from companion.experiments.toy import shell_mean_abs as shell
+
+    return shell(result.predictions[label], result.distance(), inner, outer)
 
 
 def run(cfg: Config | None = None, specs: dict[str, MLPSpec] | None = None) -> Result:

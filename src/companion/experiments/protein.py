@@ -76,6 +76,7 @@ class Config:
     lowess_frac: float = 2 / 3
 
 
+#: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
 CONFIGS = {
     "ci": Config(seeds=3, epochs=300, n_train=8000),
     "full": Config(seeds=10, epochs=2500),

@@ -9,6 +9,7 @@ Entry points
 ------------
 :func:`kernel`         ``kernel(x1, x2, spec) -> Kernels(nngp, ntk)``, float64 ``(n1, n2)`` matrices
 :func:`kernel_diag`    the diagonals ``Sigma(x, x)``, ``Theta(x, x)`` only
+:func:`kernel_pairs`   ``Sigma(x1_i, x2_i)``, ``Theta(x1_i, x2_i)`` for matching rows only
 :func:`kernel_fn`      a jit-compiled kernel on JAX arrays (no checks, no blocking)
 :func:`ntk_regression` the trained network's mean prediction ``Theta(x, X) Theta(X, X)^-1 y``
 :func:`output_bound`   the bound of Thm 3.3 and its components
@@ -23,9 +24,16 @@ the paper's constants (``sigma_w_input = 1``, ``sigma_w = sqrt(c_phi)``, ``sigma
 """
 
 from companion.kernels.duals import DUALS
-from companion.kernels.recursion import Kernels, kernel, kernel_diag, kernel_fn, soft_cosine
+from companion.kernels.recursion import Kernels, kernel, kernel_diag, kernel_fn, kernel_pairs, soft_cosine
 from companion.kernels.reference import empirical_ntk, stax_model
-from companion.kernels.regression import OutputBound, Regression, diagonal_sup, ntk_regression, output_bound
+from companion.kernels.regression import (
+    OutputBound,
+    Regression,
+    diagonal_profile,
+    diagonal_sup,
+    ntk_regression,
+    output_bound,
+)
 
 #: Activation names the kernels support (all of :data:`companion.arch.ACTIVATIONS`).
 SUPPORTED_ACTIVATIONS = tuple(DUALS)
@@ -35,11 +43,13 @@ __all__ = [
     "OutputBound",
     "Regression",
     "SUPPORTED_ACTIVATIONS",
+    "diagonal_profile",
     "diagonal_sup",
     "empirical_ntk",
     "kernel",
     "kernel_diag",
     "kernel_fn",
+    "kernel_pairs",
     "ntk_regression",
     "output_bound",
     "soft_cosine",

@@ -49,6 +49,7 @@ __all__ = [
     "kernel",
     "kernel_diag",
     "kernel_fn",
+    "kernel_pairs",
     "soft_cosine",
     "check_spec",
     "as_inputs",
@@ -88,6 +89,11 @@ def check_spec(spec: MLPSpec) -> None:
     if not isinstance(spec, MLPSpec):
         raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
     duals.dual(spec.activation)
+    if spec.layernorm and spec.norm != "layernorm":
+        raise ValueError(
+            f"the infinite-width kernels cover LayerNorm only, not {spec.norm!r}; BatchNorm at "
+            f"evaluation is a fixed per-feature affine map, so use the network without it"
+        )
     if spec.layernorm and spec.ln_affine:
         raise ValueError(
             "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
@@ -154,9 +160,7 @@ def _propagate(
             c, ntk = c / norm, ntk / norm
             q1, q2 = q1 / (q1 + arch.ln_eps), q2 / (q2 + arch.ln_eps)
         s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
-        rho = jnp.ones_like(c) if diagonal else _correlation(c, s1, s2)
-        t, tdot = dual(s1, s2, rho)
-        t1, t2 = _diagonal_t(dual, s1, s2, diagonal)
+        t, tdot, t1, t2 = _expectations(dual, s1, s2, c, diagonal)
         w2 = arch.scales[h] ** 2
         c = w2 * t + b2
         ntk = c + w2 * tdot * ntk
@@ -164,14 +168,26 @@ def _propagate(
     return c, ntk
 
 
-def _diagonal_t(dual: duals.Dual, s1: jax.Array, s2: jax.Array, diagonal: bool) -> tuple[jax.Array, jax.Array]:
-    """``E[phi(u)^2]`` for both sides, in one call of ``dual`` (one compiled integral, not two)."""
+def _expectations(
+    dual: duals.Dual, s1: jax.Array, s2: jax.Array, c: jax.Array, diagonal: bool
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``E[phi(u) phi(v)]``, ``E[phi'(u) phi'(v)]`` and ``E[phi(u)^2]``, ``E[phi(v)^2]`` of one layer.
+
+    All pairs and both diagonals go through a single call of ``dual`` on flattened arrays: one
+    compiled integral per layer instead of three (it matters for SiLU and tanh, whose dual is a loop).
+    """
     if diagonal:
-        t, _ = dual(s1, s1, jnp.ones_like(s1))
-        return t, t
-    both = jnp.concatenate([s1.reshape(-1), s2.reshape(-1)])
-    t, _ = dual(both, both, jnp.ones_like(both))
-    return t[: s1.size].reshape(s1.shape), t[s1.size :].reshape(s2.shape)
+        t, tdot = dual(s1, s1, jnp.ones_like(s1))
+        return t, tdot, t, t
+    shape = c.shape
+    rho = _correlation(c, s1, s2)
+    m, n1 = c.size, s1.size
+    flat1 = jnp.concatenate([jnp.broadcast_to(s1, shape).ravel(), s1.ravel(), s2.ravel()])
+    flat2 = jnp.concatenate([jnp.broadcast_to(s2, shape).ravel(), s1.ravel(), s2.ravel()])
+    ones = jnp.ones(s1.size + s2.size, rho.dtype)
+    t, tdot = dual(flat1, flat2, jnp.concatenate([rho.ravel(), ones]))
+    return (t[:m].reshape(shape), tdot[:m].reshape(shape),
+            t[m : m + n1].reshape(s1.shape), t[m + n1 :].reshape(s2.shape))
 
 
 def _first_layer(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -186,6 +202,15 @@ def _first_layer(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, 
 @functools.partial(jax.jit, static_argnums=2)
 def _matrix(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
     return _propagate(*_first_layer(x1, x2, arch), arch)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _paired(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
+    w2 = arch.scales[0] ** 2 / x1.shape[1]
+    b2 = arch.sigma_b**2
+    q1 = w2 * jnp.sum(x1 * x1, axis=1) + b2
+    q2 = w2 * jnp.sum(x2 * x2, axis=1) + b2
+    return _propagate(q1, q2, w2 * jnp.sum(x1 * x2, axis=1) + b2, arch)
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -299,6 +324,24 @@ def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kern
         return Kernels(np.asarray(nngp)[:n], np.asarray(ntk)[:n])
 
 
+def kernel_pairs(x1: object, x2: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
+    """``Sigma(x1_i, x2_i)`` and ``Theta(x1_i, x2_i)`` for matching rows, shape ``(n,)``: the diagonal of
+    ``kernel(x1, x2)`` without the rest of the matrix."""
+    check_spec(spec)
+    a = as_inputs(x1, "x1")
+    b = as_inputs(x2, "x2", a.shape[1])
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"x1 and x2 must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
+    dt = _dtype(dtype)
+    _check_degenerate(a, spec)
+    _check_degenerate(b, spec)
+    n = a.shape[0]
+    padded = _padded(n, 2**62)
+    with jax.enable_x64(dt == np.float64):
+        nngp, ntk = _paired(jnp.asarray(_pad_rows(a, padded), dt), jnp.asarray(_pad_rows(b, padded), dt), _Arch.of(spec))
+        return Kernels(np.asarray(nngp)[:n], np.asarray(ntk)[:n])
+
+
 def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
     """A jit-compiled ``f(x1, x2) -> (nngp, ntk)`` on JAX arrays, for use inside JAX code.
 
@@ -328,11 +371,12 @@ def soft_cosine(x1: object, x2: object | None = None, sigma2: float = 0.01) -> n
         raise ValueError(f"sigma2 must be a finite non-negative number, got {sigma2!r}")
     n0 = a.shape[1]
     # Unit augmented vectors (x / sqrt(n0), sigma) / norm, computed without squaring large numbers.
-    ua, ub = _augmented_unit(a, sigma2), _augmented_unit(b, sigma2)
+    ua, ub = augmented_unit(a, sigma2), augmented_unit(b, sigma2)
     return np.clip(ua @ ub.T, -1.0, 1.0)
 
 
-def _augmented_unit(x: np.ndarray, sigma2: float) -> np.ndarray:
+def augmented_unit(x: np.ndarray, sigma2: float) -> np.ndarray:
+    """Rows ``(x / sqrt(n0), sigma)`` scaled to unit length: the soft-cosine is their inner product."""
     augmented = np.concatenate([x / np.sqrt(x.shape[1]), np.full((x.shape[0], 1), np.sqrt(sigma2))], axis=1)
     largest = np.max(np.abs(augmented), axis=1, keepdims=True)
     if np.any(largest == 0):

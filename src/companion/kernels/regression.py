@@ -2,14 +2,14 @@
 
 Chapter "Bounded outputs" uses both. An infinitely wide network trained by gradient flow on the
 squared loss to convergence predicts, in expectation over its initialisation (Lee et al. 2019;
-the paper's Sec. 2),
+the paper's Sec. 2)::
 
     E[f_inf(x)] = Theta(x, X) Theta(X, X)^{-1} y,
 
 the posterior mean of a noiseless Gaussian process with kernel ``Theta``. Write
 ``Theta(x, x') = psi(x).psi(x')`` for a feature map ``psi``. Then the prediction is
 ``psi(x).beta`` with ``beta`` the minimum-norm interpolant, whose norm is the RKHS norm
-``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain
+``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain::
 
     |E f(x)| <= sqrt(Theta(x, x)) sqrt(y^T Theta^{-1} y)      (pointwise)
              <= sqrt(C) sqrt(y^T Theta^{-1} y)                 (C = sup_x Theta(x, x), Thm 3.2)
@@ -22,15 +22,16 @@ the posterior mean of a noiseless Gaussian process with kernel ``Theta``. Write
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
-from scipy import linalg, optimize
+from scipy import linalg
 
 from companion.arch import MLPSpec
 from companion.kernels.recursion import as_inputs, check_spec, kernel, kernel_diag
 
-__all__ = ["Regression", "OutputBound", "ntk_regression", "output_bound", "diagonal_sup"]
+__all__ = ["Regression", "OutputBound", "ntk_regression", "output_bound", "diagonal_sup", "diagonal_profile"]
 
 #: Relative jitters (times the mean of the Gram diagonal) tried, in order, when the Gram matrix is
 #: not numerically positive definite and no jitter was given.
@@ -127,49 +128,78 @@ def ntk_regression(
     y = _targets(y_train, xa.shape[0])
     if jitter is not None and not (np.isfinite(jitter) and jitter >= 0):
         raise ValueError(f"jitter must be a finite non-negative number or None, got {jitter!r}")
-    gram = kernel(xa, None, spec, block_size=block_size).ntk
+    # One kernel call for the Gram matrix and the test rows (one compiled program, not two).
+    n = xa.shape[0]
+    both = kernel(np.concatenate([xa, xt]), xa, spec, block_size=block_size).ntk
+    gram = (both[:n] + both[:n].T) / 2
     factor, used = _cholesky(gram, jitter)
     alpha = linalg.cho_solve(factor, y)
-    cross = kernel(xt, xa, spec, block_size=block_size).ntk
-    return Regression(mean=cross @ alpha, alpha=alpha, jitter=used)
+    return Regression(mean=both[n:] @ alpha, alpha=alpha, jitter=used)
 
 
+#: Grid of ``r = |x|^2 / n0`` on which :func:`diagonal_profile` evaluates the diagonal.
+PROFILE_GRID = np.concatenate([[0.0], np.logspace(-12, 40, 1041)])
+
+
+def diagonal_profile(spec: MLPSpec, r: np.ndarray = PROFILE_GRID) -> np.ndarray:
+    """``Theta(x, x)`` as a function of ``r = |x|^2 / n0`` (it depends on ``x`` only through ``r``)."""
+    return kernel_diag(np.sqrt(np.asarray(r, dtype=np.float64))[:, None], spec).ntk
+
+
+@functools.lru_cache(maxsize=256)
 def diagonal_sup(spec: MLPSpec) -> float:
     """``C = sup_x Theta(x, x)`` (Thm 3.2): ``inf`` without LayerNorm, else a 1-D maximisation.
 
     The diagonal depends on ``x`` only through ``r = |x|^2 / n0``, so ``C`` is the maximum of a
     function of ``r >= 0``: evaluated at ``r = 0`` and on a grid of 20 points per decade from
-    1e-12 to 1e40, then refined by a bounded scalar search around the best grid point. Without
-    LayerNorm the diagonal grows without bound (chapter "Explosion without LayerNorm") and
-    ``C = inf``.
+    1e-12 to 1e40 (:func:`diagonal_profile`), then on two successively finer grids of the same
+    size around the best point (the maximum is smooth there, so this is accurate to rounding).
+    Without LayerNorm the diagonal grows without bound (chapter "Explosion without LayerNorm") and
+    ``C = inf``; so it is when the diagonal still grows over the grid's last decade, as for
+    0-homogeneous activations with a LayerNorm after the first layer (chapter "Beyond ReLU").
+    Results are cached per ``spec``.
     """
     check_spec(spec)
     if not spec.layernorm:
         return math.inf
-    r = np.concatenate([[0.0], np.logspace(-12, 40, 1041)])
-    diag = kernel_diag(np.sqrt(r)[:, None], spec).ntk
+    r = PROFILE_GRID
+    diag = diagonal_profile(spec)
     best = int(np.argmax(diag))
-    if best in (0, len(r) - 1):
-        return float(diag[best])
-    lo, hi = np.log10(r[best - 1]) if best > 1 else -13.0, np.log10(r[best + 1])
+    if best == len(r) - 1 and diag[-1] > diag[-21] * (1 + 1e-9):
+        return math.inf  # still growing at |x|^2 / n0 = 1e40: unbounded (e.g. tanh, later LayerNorm)
+    value = float(diag[best])
+    for _ in range(2):
+        if best in (0, len(r) - 1):
+            break
+        lo = r[best - 1] if best > 1 else r[1] / 10
+        r = np.concatenate([[0.0], np.geomspace(lo, r[best + 1], len(PROFILE_GRID) - 1)])
+        diag = diagonal_profile(spec, r)
+        best = int(np.argmax(diag))
+        value = max(value, float(diag[best]))
+    return value
 
-    def negative(log_r: float) -> float:
-        return -float(kernel_diag(np.array([[10 ** (log_r / 2)]]), spec).ntk[0])
 
-    refined = optimize.minimize_scalar(negative, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
-    return float(max(diag[best], -refined.fun))
-
-
-def output_bound(x_train: object, y_train: object, spec: MLPSpec, *, C: float | None = None) -> OutputBound:
+def output_bound(
+    x_train: object,
+    y_train: object,
+    spec: MLPSpec,
+    *,
+    C: float | None = None,
+    gram: np.ndarray | None = None,
+) -> OutputBound:
     """The bound ``sup_x |E f(x)| <= sqrt(C / lambda_min) |y|_2`` of Thm 3.3, with its components.
 
     ``C`` defaults to :func:`diagonal_sup` (the smallest valid constant); ``lambda_min`` is the
     smallest eigenvalue of ``Theta(X, X)``. Without LayerNorm ``C`` and the bound are infinite.
+    Pass ``gram`` (the NTK Gram matrix of ``x_train``) if it is already computed.
     """
     check_spec(spec)
     xa = as_inputs(x_train, "x_train")
     y = _targets(y_train, xa.shape[0])
-    gram = kernel(xa, None, spec).ntk
+    if gram is None:
+        gram = kernel(xa, None, spec).ntk
+    elif np.shape(gram) != (xa.shape[0], xa.shape[0]):
+        raise ValueError(f"gram must have shape ({xa.shape[0]}, {xa.shape[0]}), got {np.shape(gram)}")
     eigenvalues, vectors = np.linalg.eigh(gram)
     lam = float(eigenvalues[0])
     if lam <= len(y) * np.finfo(np.float64).eps * eigenvalues[-1]:

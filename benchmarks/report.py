@@ -1,0 +1,117 @@
+"""Load the benchmark result files and draw the figures of the book's *Performance* appendix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT
+
+RESULTS = ROOT / "benchmarks" / "results"
+IMPL_STYLE = {"companion": "-", "neural-tangents": "--"}
+DTYPE_COLOUR = {"float32": "C0", "float64": "C3"}
+LABELS = {"vmapped": "(a) JAX, 40 runs vmapped", "per_architecture": "JAX, 10 seeds vmapped per network",
+          "jax_per_seed": "(b) JAX, one seed at a time", "torch_per_seed": "(c) PyTorch, one seed at a time"}
+
+
+def load(folder: Path = RESULTS) -> dict[str, dict]:
+    """Every result file, keyed by its name without ``.json`` (``cpu-quick``, ``gpu-h100-full``, ...)."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))}
+
+
+def machine_markdown(results: dict[str, dict]) -> str:
+    rows = ["| results | date | commit | CPU | cores | memory | device | jax | torch |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        p = r["provenance"]
+        m, v = p["machine"], p["versions"]
+        rows.append(f"| `{name}` | {p['date'][:10]} | `{p['git_commit'][:8]}` | {m['cpu']} | {m['cores']} | "
+                    f"{m['memory_gib']} GiB | {m['device']['name']} | {v['jax']} | {v.get('torch') or '–'} |")
+    return "\n".join(rows)
+
+
+def kernel_ratios(result: dict) -> list[dict]:
+    """Per (arch, dtype, n): companion's run time over neural-tangents' and the largest difference."""
+    rows = {}
+    for r in result["benchmarks"]["kernels"]["matrix"]:
+        rows.setdefault((r["arch"], r["dtype"], r["n"]), {})[r["impl"]] = r
+    out = []
+    for (arch, dtype, n), pair in sorted(rows.items()):
+        ours, theirs = pair["companion"], pair["neural-tangents"]
+        out.append({"arch": arch, "dtype": dtype, "n": n, "ratio": ours["run_s"] / theirs["run_s"],
+                    "best_ratio": ours.get("best_s", ours["run_s"]) / theirs.get("best_s", theirs["run_s"]),
+                    "ours_s": ours["run_s"], "nt_s": theirs["run_s"],
+                    "ours_compile_s": ours["compile_s"], "nt_compile_s": theirs["compile_s"],
+                    "ours_mib": ours["peak_mib"], "nt_mib": theirs["peak_mib"],
+                    "max_rel_diff": max(ours["nngp_max_rel_diff"], ours["ntk_max_rel_diff"])})
+    return out
+
+
+def plot_kernels(axes, result: dict) -> None:
+    """Run time and peak memory against n, log-log, per library, dtype and architecture."""
+    matrix = result["benchmarks"]["kernels"]["matrix"]
+    for arch, marker in (("no LN", "o"), ("LN every", "s")):
+        for impl, style in IMPL_STYLE.items():
+            for dtype, colour in DTYPE_COLOUR.items():
+                rows = sorted((r for r in matrix if r["arch"] == arch and r["impl"] == impl and r["dtype"] == dtype),
+                              key=lambda r: r["n"])
+                if not rows:
+                    continue
+                n = [r["n"] for r in rows]
+                label = f"{impl}, {dtype}, {arch}"
+                axes[0].plot(n, [r["run_s"] for r in rows], style, marker=marker, color=colour, label=label, ms=4)
+                axes[1].plot(n, [max(r["peak_mib"], 1e-1) for r in rows], style, marker=marker, color=colour, ms=4)
+    blocked = [r for r in result["benchmarks"]["kernels"].get("blocked", []) if "run_s" in r]
+    for dtype, colour in DTYPE_COLOUR.items():
+        rows = [r for r in blocked if r["dtype"] == dtype]
+        if rows:
+            axes[0].plot([r["n"] for r in rows], [r["run_s"] for r in rows], ":", marker="^", color=colour,
+                         label=f"kernel() blocked, {dtype}, LN every")
+    n = np.array([250, 8000])
+    axes[0].plot(n, 2e-8 * n**2, color="grey", lw=0.8, label=r"$\propto n^2$")
+    for ax, title in zip(axes, ("run time after compilation (s)", "peak memory above baseline (MiB)")):
+        ax.set(xscale="log", yscale="log", xlabel="points n (kernel is n x n)", title=title)
+    axes[0].legend(fontsize=6)
+
+
+def plot_training(ax, result: dict) -> None:
+    """Seconds per epoch of the whole 40-run sweep, each way, with its ratio to PyTorch."""
+    t = result["benchmarks"]["training"]
+    epochs = t["sweep_epoch_seconds"]
+    names = [k for k in LABELS if k in epochs]
+    values = [epochs[k] for k in names]
+    bars = ax.barh([LABELS[k] for k in names], values, color=["C2", "C2", "C0", "C1"][: len(names)])
+    torch_s = epochs.get("torch_per_seed")
+    for bar, value in zip(bars, values):
+        text = f"{value:.2f} s" + (f"  ({torch_s / value:.2f}x PyTorch)" if torch_s else "")
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + text, va="center", fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="seconds per epoch of the 40-run sweep (lower is faster)", xlim=(0, 1.6 * max(values)))
+
+
+def plot_scaling(axes, result: dict) -> None:
+    t = result["benchmarks"]["training"]
+    seeds = t["scaling_seeds"]
+    s = np.array([r["seeds"] for r in seeds])
+    axes[0].plot(s, [r["epoch_s"] for r in seeds], "o-", label="measured")
+    axes[0].plot(s, seeds[0]["epoch_s"] * s, color="grey", lw=0.8, label="linear from 1 seed")
+    axes[0].set(xscale="log", yscale="log", xlabel="seeds vmapped in one program", ylabel="seconds per epoch",
+                title=f"{t['scaling_arch']}, {t['rows']:,} rows")
+    rows = t["scaling_rows"]
+    n = np.array([r["rows"] for r in rows])
+    axes[1].plot(n, [r["epoch_s"] for r in rows], "o-", label="measured")
+    axes[1].plot(n, rows[-1]["epoch_s"] * n / n[-1], color="grey", lw=0.8, label="linear")
+    axes[1].set(xscale="log", yscale="log", xlabel="training rows", title=f"{t['scaling_arch']}, one seed")
+    for ax in axes:
+        ax.legend(fontsize=7)
+
+
+def book_markdown(result: dict) -> str:
+    book = result["benchmarks"].get("book")
+    if not book or not book["chapters"]:
+        return "No chapter timings in this result file."
+    rows = ["| chapter | seconds (ci profile) |", "|---|---|"]
+    rows += [f"| {r['chapter']} | {r['seconds']:.0f} |" for r in book["chapters"]]
+    rows.append(f"| **all chapters** | **{book['total_seconds']:.0f}** |")
+    return "\n".join(rows)

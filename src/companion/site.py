@@ -1,0 +1,311 @@
+"""The book's website: its status page, its API reference and the GPU note of the heavy chapters.
+
+A Sphinx extension, loaded by the book's ``_config.yml``, with four directives. Each computes its
+content when the book is built, so none of it is typed into a page:
+
+``{build-environment}``
+    the build's date, profile, devices, machine, Python, commit and package versions (appendix
+    "Status of this build");
+``{saved-results}``
+    every saved result of an experiment in the checkout, with its provenance
+    (:func:`companion.artefacts.catalogue`; appendix "Status of this build");
+``{api-modules}``
+    one section per public module of :mod:`companion`, documented by ``sphinx.ext.autodoc``, with
+    the chapters that import it (appendix "API reference");
+``{gpu-note} <experiment>``
+    the admonition at the top of a heavy chapter (e.g. "Proteins larger than any seen in
+    training"): the chapter's own statement of what its ``full`` profile does and how long it
+    takes, the measured time of the saved ``full`` run when there is one, and how to get a GPU in
+    Colab.
+
+Pages that use these directives are read again on every build, so their dates and versions are
+never those of an older build. Nothing here is imported by the chapters themselves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import pkgutil
+import re
+from pathlib import Path
+from typing import Any
+
+import companion
+from companion import artefacts, profile
+
+__all__ = ["public_modules", "chapters_importing", "environment_rows", "saved_rows", "setup"]
+
+#: Distributions listed on the status page besides those the doctor checks and artefacts record.
+SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
+                 "sphinx-mathjax-offline", "selenium")
+_DYNAMIC = "companion-dynamic"
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M)
+
+
+def public_modules() -> list[str]:
+    """Every module and subpackage of :mod:`companion` whose name has no part starting with ``_``."""
+    names = ["companion"]
+    for info in pkgutil.walk_packages(companion.__path__, "companion."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+def chapters_importing(sources: dict[str, str]) -> dict[str, list[str]]:
+    """Which chapters import each module: ``{module: [docname, ...]}`` from ``{docname: code}``.
+
+    ``from companion.data import casp`` counts for the module ``companion.data.casp`` (not for the
+    package), ``from companion.stats import lowess`` and ``import companion.stats`` for
+    ``companion.stats``.
+    """
+    modules = set(public_modules())
+    used: dict[str, list[str]] = {}
+    for docname, code in sorted(sources.items()):
+        found = set()
+        for package, names, plain in _IMPORT.findall(code):
+            submodules = {f"{package}.{n}" for n in re.split(r"[\s,()]+", names or "") if f"{package}.{n}" in modules}
+            found |= {plain} if plain else (submodules or {package})
+        for module in sorted(found & modules):
+            used.setdefault(module, []).append(docname)
+    return used
+
+
+def _versions() -> list[tuple[str, str]]:
+    from companion import doctor
+
+    names = dict.fromkeys([*doctor.PACKAGES, *artefacts.VERSIONED, *SITE_PACKAGES])
+    rows = []
+    for name in names:
+        try:
+            rows.append((name, importlib.metadata.version(name)))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return rows
+
+
+def environment_rows() -> list[tuple[str, str]]:
+    """(what, value) rows describing this build: date, profile, devices, machine, Python, commit, versions."""
+    origin = artefacts.provenance()
+    commit = origin["commit"] or "unknown (not a git checkout)"
+    if origin["commit"] and origin["source_modified"]:
+        commit += " (with uncommitted changes to src/ or the lock)"
+    rows = [
+        ("built", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("profile", f"`{profile.active()}` (`${profile.ENV_VAR}`)"),
+        ("devices JAX sees", ", ".join(origin["devices"])),
+        ("machine", origin["machine"]),
+        ("Python", origin["python"]),
+        ("commit", f"`{commit}`"),
+    ]
+    return rows + [(f"`{name}`", version) for name, version in _versions()]
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "not recorded"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def saved_rows(checkout: Path | None = None) -> list[dict[str, str]]:
+    """One row per saved result (:func:`companion.artefacts.catalogue`), formatted for a table."""
+    rows = []
+    for saved in artefacts.catalogue(checkout):
+        base = checkout or Path(companion.__file__).resolve().parents[2]
+        try:
+            where = saved.path.relative_to(base)
+        except ValueError:
+            where = saved.path
+        dates = sorted({d[:10] for d in saved.dates})
+        rows.append({
+            "experiment": saved.experiment,
+            "profile": saved.profile + ("" if saved.complete in (None, True) else " (incomplete)"),
+            "file": f"`{where}`",
+            "date": " to ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "not recorded",
+            "device": ", ".join(saved.devices) or "not recorded",
+            "time": _duration(saved.wall_seconds),
+            "versions": ", ".join(f"{k} {v}" for k, v in saved.versions.items() if k in ("jax", "flax", "optax", "torch")),
+            "commit": ", ".join(c[:10] for c in saved.commits) or "not recorded",
+        })
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+
+
+def _notebook_code(path: Path) -> str:
+    if path.suffix != ".ipynb":
+        return ""
+    cells = json.loads(path.read_text())["cells"]
+    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def setup(app: Any) -> dict[str, Any]:
+    """Register the directives of the status page, the API reference and the GPU note with Sphinx."""
+    from docutils import nodes
+    from docutils.statemachine import StringList
+    from sphinx.util.docutils import SphinxDirective
+
+    class _Generated(SphinxDirective):
+        def parse(self, lines: list[str], titles: bool = False) -> list[nodes.Node]:
+            self.env.metadata[self.env.docname][_DYNAMIC] = True
+            box = nodes.container()
+            self.state.nested_parse(StringList(lines, source=self.env.docname), self.content_offset, box, match_titles=titles)
+            return box.children
+
+    class BuildEnvironment(_Generated):
+        def run(self) -> list[nodes.Node]:
+            return self.parse(_table(["", "this build"], [list(row) for row in environment_rows()]))
+
+    class SavedResults(_Generated):
+        def run(self) -> list[nodes.Node]:
+            rows = saved_rows()
+            if not rows:
+                return self.parse(["This copy of the book holds no saved result of an experiment: every number "
+                                   "and figure comes from the live run of its page."])
+            return self.parse(_table(list(rows[0]), [list(r.values()) for r in rows]))
+
+    class ApiModules(_Generated):
+        def run(self) -> list[nodes.Node]:
+            sources = {doc: _notebook_code(Path(self.env.doc2path(doc))) for doc in self.env.found_docs}
+            used = chapters_importing(sources)
+            lines: list[str] = []
+            for module in public_modules():
+                lines += [f"({'api-' + module.replace('.', '-')})=", f"## `{module}`", ""]
+                if module in used:
+                    lines += ["Used in " + ", ".join(f"{{doc}}`/{doc}`" for doc in used[module]) + ".", ""]
+                # Each module documents what it defines (public names); a package's re-exports of
+                # its submodules' functions are documented once, with the submodule.
+                lines += ["```{eval-rst}", f".. automodule:: {module}", "   :ignore-module-all:", "```", ""]
+            return self.parse(lines, titles=True)
+
+    class GpuNote(_Generated):
+        required_arguments = 1
+        has_content = True
+
+        def run(self) -> list[nodes.Node]:
+            experiment = self.arguments[0]
+            saved = [s for s in artefacts.catalogue() if s.experiment == experiment and s.profile == "full"]
+            if saved:
+                s = saved[0]
+                measured = (f"The saved `full` result that this page shows took {_duration(s.wall_seconds)} on "
+                            f"{', '.join(s.devices) or 'an unrecorded device'} ({', '.join(sorted({d[:10] for d in s.dates}))}).")
+            else:
+                measured = ("This copy of the book has no saved `full` result of this chapter, so the page shows "
+                            f"its live run in the `{profile.active()}` profile.")
+            lines = [*self.content, "", measured, "",
+                     "**In Colab**, choose *Runtime → Change runtime type → T4 GPU* (or any GPU offered) before "
+                     "running the chapter: with a GPU the chapter runs in the `full` profile by itself. On your own "
+                     "machine set `COMPANION_PROFILE=full`; see {ref}`troubleshooting` if JAX does not see the GPU."]
+            note = nodes.admonition(classes=["gpu-note", "tip"])
+            note += nodes.title(text="The paper's protocol needs a GPU")
+            note += self.parse(lines)
+            return [note]
+
+    def always_reread(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:
+        return [doc for doc, meta in env.metadata.items() if meta.get(_DYNAMIC) and doc not in removed]
+
+    def numpy_sections(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:
+        # sphinx.ext.napoleon's NumPy and Google sections ("Parameters", "Returns", ...), but not on
+        # constants and properties: napoleon reads a first line "A: B" of those as "type: text", and
+        # "#: The paper's Table 1 (Sec. 4.2): ..." would become a link to a type that does not exist.
+        if what in ("attribute", "data", "property"):
+            return
+        from sphinx.ext.napoleon import Config
+        from sphinx.ext.napoleon.docstring import GoogleDocstring, NumpyDocstring
+
+        config = Config(napoleon_use_rtype=False, napoleon_use_ivar=True, napoleon_attr_annotations=False)
+        for style in (NumpyDocstring, GoogleDocstring):
+            lines[:] = style(lines, config, app, what, name, obj, options).lines()
+
+    def drop_repeated_scripts(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+        # Sphinx 7.4 lists an inline script that an extension adds once the build has started twice
+        # (as filename None, then ""; fixed in Sphinx 8.2, sphinx-doc/sphinx#13402). sphinx-thebe's
+        # `const THEBE_JS_URL = ...` declared twice is a JavaScript error on every page.
+        seen, unique = set(), []
+        for script in context.get("script_files", []):
+            key = (getattr(script, "filename", script) or "", tuple(sorted(getattr(script, "attributes", {}).items())))
+            if key not in seen:
+                seen.add(key)
+                unique.append(script)
+        context["script_files"][:] = unique
+
+    def resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+        # Docstrings name objects as they are imported where they are used: MLPSpec.weight_scales
+        # in companion.kernels, or companion.kernels.kernel (a package's re-export of
+        # companion.kernels.recursion.kernel). Sphinx looks for such names in the current module
+        # only; link the one documented object they can mean (preferring the current package), and
+        # leave anything ambiguous or unknown to nitpicky's warning.
+        if node.get("refdomain") != "py":
+            return None
+        from sphinx.util.nodes import make_refnode
+
+        target = node["reftarget"].lstrip(".~")
+        domain = env.get_domain("py")
+        kinds = set(domain.objtypes_for_role(node["reftype"]) or ())
+        objects = {name: entry for name, entry in domain.objects.items() if entry.objtype in kinds}
+        found = [name for name in objects if name.endswith("." + target)]
+        if not found and "." in target:  # a package's re-export: the package, then any submodule
+            package, name = target.rsplit(".", 1)
+            found = [full for full in objects if full.startswith(package + ".") and full.endswith("." + name)]
+        module = node.get("py:module") or ""
+        for scope in ("", module + ".", module.rsplit(".", 1)[0] + "."):
+            chosen = [name for name in found if name.startswith(scope)]
+            if len(chosen) == 1:
+                entry = objects[chosen[0]]
+                return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, chosen[0])
+        return None
+
+    from sphinx.ext.autodoc import DataDocumenter, ModuleDocumenter
+
+    class PublicData(DataDocumenter):
+        # autodoc shows module-level data only with a "#:" comment; also show those a module lists
+        # in __all__ (e.g. CONFIGS, whose value is the sizes of each profile), so that docstrings
+        # can link to them, and without the docstring of their type (dict's, for a dict).
+        @classmethod
+        def can_document_member(cls, member: Any, membername: str, isattr: bool, parent: Any) -> bool:
+            if super().can_document_member(member, membername, isattr, parent):
+                return True
+            listed = isinstance(parent, ModuleDocumenter) and membername in (getattr(parent.object, "__all__", None) or ())
+            return listed and not callable(member) and not isinstance(member, type(companion))
+
+        def get_doc(self) -> list[list[str]] | None:
+            comment = self.get_module_comment(self.objpath[-1])
+            if comment:
+                return [comment]
+            if getattr(self.object, "__doc__", None) == getattr(type(self.object), "__doc__", None):
+                return []
+            return super().get_doc()
+
+    def proofs_that_fold(app: Any, doctree: nodes.document) -> None:
+        # sphinx-proof 0.4 renders a proof as an untitled admonition starting "Proof. ", with the
+        # same HTML id for every proof of a page. A proof in a dropdown (":class: dropdown") needs a
+        # title to hold its button (without one togglebutton.js stops with an error, and every later
+        # dropdown of the page, exercises' solutions included, stays open) and an id of its own
+        # (else every button opens the page's first proof).
+        for number, box in enumerate(
+            (b for b in doctree.findall(nodes.admonition) if "proof" in b["classes"] and b["ids"] == ["proof"]), 1
+        ):
+            box["ids"] = [f"proof-{number}"]
+            if "dropdown" not in box["classes"] or (box.children and isinstance(box[0], nodes.title)):
+                continue
+            first = box.children[0] if box.children else None
+            if isinstance(first, nodes.paragraph) and first.children and first[0].astext().startswith("Proof. "):
+                first[0] = nodes.Text(first[0].astext()[len("Proof. "):])
+            box.insert(0, nodes.title(text="Proof"))
+
+    app.setup_extension("sphinx.ext.autodoc")
+    app.connect("doctree-read", proofs_that_fold)
+    app.add_autodocumenter(PublicData, override=True)
+    app.connect("missing-reference", resolve_short_names)
+    app.connect("html-page-context", drop_repeated_scripts, priority=900)
+    app.connect("autodoc-process-docstring", numpy_sections)
+    app.add_directive("build-environment", BuildEnvironment)
+    app.add_directive("saved-results", SavedResults)
+    app.add_directive("api-modules", ApiModules)
+    app.add_directive("gpu-note", GpuNote)
+    app.connect("env-get-outdated", always_reread)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,113 @@
+"""Every public module, function and class of ``companion`` is documented, for the API reference.
+
+The appendix "API reference" is generated from these docstrings (``companion.site``), so a missing
+one is a hole in the website. Modules that implement a chapter's experiment name that chapter.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import pytest
+
+from companion import site
+from conftest import ROOT
+
+MODULES = site.public_modules()
+
+
+def _public_objects(module):
+    """Functions and classes the module defines under a public name: what the API page shows."""
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isfunction(obj) or inspect.isclass(obj):
+            yield name, obj
+
+
+def _public_members(cls):
+    """Methods and properties a class defines itself (not those dataclasses write for it)."""
+    for name, value in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        function = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+        if inspect.isfunction(function):
+            yield name, function
+
+
+def _documented(obj) -> bool:
+    doc = obj.__doc__ if inspect.isclass(obj) else inspect.getdoc(obj)
+    if inspect.isclass(obj) and (doc is None or "__doc__" not in vars(obj)):
+        return False
+    # dataclasses and named tuples write their signature as a docstring when they have none
+    return bool(doc and doc.strip()) and not doc.startswith(f"{obj.__name__}(")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_public_module_functions_and_classes_have_docstrings(name: str) -> None:
+    module = importlib.import_module(name)
+    assert (module.__doc__ or "").strip(), f"module {name} has no docstring"
+    missing = []
+    for n, obj in _public_objects(module):
+        if not _documented(obj):
+            missing.append(f"{name}.{n}")
+        if inspect.isclass(obj) and obj.__module__ == name:
+            missing += [f"{name}.{n}.{m}" for m, f in _public_members(obj) if not (f.__doc__ or "").strip()]
+    assert not missing, f"public objects without a docstring (the API reference shows them empty): {missing}"
+
+
+def _chapter_titles() -> dict[str, str]:
+    titles = {}
+    for path in ROOT.glob("book/*/*.md"):
+        match = re.search(r"^# (.+)$", path.read_text(), re.M)
+        if match and path.with_suffix(".ipynb").is_file():
+            titles[path.stem.replace("-", "_")] = match.group(1).strip()
+    return titles
+
+
+def test_each_experiment_module_names_its_chapter() -> None:
+    titles = _chapter_titles()
+    for name in MODULES:
+        if name.startswith("companion.experiments.") and name.rsplit(".", 1)[-1] in titles:
+            doc = importlib.import_module(name).__doc__
+            title = titles[name.rsplit(".", 1)[-1]]
+            assert title in " ".join(doc.split()), f"{name}'s docstring should name its chapter, {title!r}"
+
+
+def test_chapters_importing_finds_modules_and_submodules() -> None:
+    code = {"a": "from companion import plotting, profile\nfrom companion.data import casp\n",
+            "b": "import companion.stats\nfrom companion.stats import lowess"}
+    used = site.chapters_importing(code)
+    assert used["companion.plotting"] == ["a"] and used["companion.data.casp"] == ["a"]
+    assert used["companion.stats"] == ["b"]
+    assert "companion" not in used and "companion.data" not in used and "companion.models" not in used
+
+
+def test_api_reference_alone_builds_without_a_warning(tmp_path) -> None:
+    """The API page built on its own, with the book's autodoc settings, nitpicky, warnings as errors.
+
+    The book's build (tests/test_book.py) checks the same, but needs every chapter executed; this
+    checks the docstrings' reST and cross-references in seconds.
+    """
+    import subprocess
+    import sys
+
+    import yaml
+
+    settings = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    conf = {key: value for key, value in settings.items() if key.startswith(("autodoc_", "nitpick"))}
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "api.md").write_text((ROOT / "book" / "appendix" / "api.md").read_text())
+    (source / "index.md").write_text("# Index\n\n```{toctree}\napi\n```\n")
+    (source / "conf.py").write_text(
+        f"extensions = ['myst_parser', 'companion.site']\nroot_doc = 'index'\n"
+        + "".join(f"{key} = {value!r}\n" for key, value in conf.items())
+    )
+    build = subprocess.run(
+        [sys.executable, "-m", "sphinx", "-b", "html", "-W", "-n", "--keep-going", "-q", str(source), str(tmp_path / "html")],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-6000:]

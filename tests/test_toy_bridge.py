@@ -1,0 +1,71 @@
+"""The toy experiments' and the parametrisation bridge's summary helpers (the heavy parts run in the book)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from companion import cli, kernels
+from companion.arch import MLPSpec
+from companion.data.toy import make_1d
+from companion.experiments import bridge, toy
+from companion.stats import mean_ci
+
+
+def test_growth_is_two_for_linear_and_one_for_saturated() -> None:
+    distance = np.linspace(0, 25, 501)
+    assert toy.growth(3 * distance[None, :], distance) == pytest.approx(2.0, rel=0.02)
+    assert toy.growth(np.tanh(distance)[None, :] + 1, distance) == pytest.approx(1.0, rel=1e-3)
+    with pytest.raises(ValueError, match="no grid point"):
+        toy.shell_mean_abs(distance, distance, 30, 40)
+
+
+def test_architectures_of_the_figures() -> None:
+    cfg = toy.config("ci")
+    assert list(toy.architectures(cfg)) == ["no LN", "LN every", "LN first", "LN second"]
+    bn = toy.architectures(cfg, ("none", "every"), norm="batchnorm")
+    assert list(bn) == ["no LN", "BatchNorm"] and bn["BatchNorm"].norm == "batchnorm"
+    assert {s.activation for s in toy.architectures(cfg, ("none",), "gelu").values()} == {"gelu"}
+    assert toy.config("full").epochs == 3000 and toy.config("full").seeds == 5  # the paper's Table 3
+
+
+def test_ntk_map_summaries_on_known_kernels() -> None:
+    x = np.linspace(-10, 10, 21)
+    maps = toy.NTKMaps(toy.config("ci"), x, {"a": None, "b": None},
+                       empirical={"a": np.outer(x, x) + 1.0 + np.diag(x**2), "b": np.sign(np.outer(x, x)) + 2},
+                       analytic={}, seconds=0.0)
+    assert maps.diagonal_growth("a") == pytest.approx((2 * 100 + 1) / (2 * 25 + 1))
+    assert maps.quadrant_spread("b") == pytest.approx(0.0)
+    assert maps.quadrant_spread("a") > 0.5
+
+
+def test_gd_kernel_mean_tends_to_the_posterior_mean() -> None:
+    data = make_1d("sine", n=12, seed=2)
+    spec = MLPSpec(parametrisation="ntk", layernorm="first")
+    x_test = np.linspace(-5, 5, 7)[:, None]
+    posterior = kernels.ntk_regression(data.x, data.y, x_test, spec).mean
+    early = bridge.gd_kernel_mean(data.x, data.y, x_test, spec, lr=0.1, steps=1)
+    late = bridge.gd_kernel_mean(data.x, data.y, x_test, spec, lr=0.1, steps=10**9)
+    np.testing.assert_allclose(late, posterior, rtol=1e-4, atol=1e-6)
+    # one step of gradient descent from f = 0: f_1(x) = eta Theta(x, X) y
+    eta = 2 * 0.1 / len(data.y)
+    np.testing.assert_allclose(early, eta * kernels.kernel(x_test, data.x, spec).ntk @ data.y, rtol=1e-8)
+    with pytest.raises(ValueError, match="diverges"):
+        bridge.gd_kernel_mean(data.x, data.y, x_test, spec, lr=100.0, steps=10)
+
+
+def test_ood_gap_and_coverage() -> None:
+    distance = np.linspace(0, 10, 11)
+    reference = np.ones(11)
+    samples = np.stack([reference + 0.1, reference - 0.1, reference + 0.1, reference - 0.1])
+    assert bridge.ood_gap(samples.mean(axis=0), reference, distance, 2.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert bridge.ood_gap(reference + 0.5, reference, distance, 2.0, 0.5) == pytest.approx(1.0)
+    assert bridge.coverage(mean_ci(samples), reference, distance, 2.0) == 1.0
+    assert bridge.coverage(mean_ci(samples), reference + 1, distance, 2.0) == 0.0
+
+
+def test_the_command_line_knows_both_experiments() -> None:
+    assert cli.EXPERIMENTS["toy"] == "companion.experiments.toy"
+    assert cli.EXPERIMENTS["bridge"] == "companion.experiments.bridge"
+    with pytest.raises(SystemExit):
+        toy.main(["--help"])
