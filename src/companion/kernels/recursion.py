@@ -94,23 +94,23 @@ def check_spec(spec: MLPSpec) -> None:
     if not isinstance(spec, MLPSpec):
         raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
     duals.dual(spec.activation)
-    if spec.layernorm and spec.norm != "layernorm":
+    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
+    # the pre-activations across units tends to 0), so it shares these kernels.
+    if spec.layernorm and spec.norm not in ("layernorm", "rmsnorm"):
         raise ValueError(
-            f"the infinite-width kernels cover LayerNorm only, not {spec.norm!r}; BatchNorm at "
-            f"evaluation is a fixed per-feature affine map, so use the network without it"
+            f"the infinite-width kernels cover LayerNorm only (and RMSNorm, the same at infinite width), "
+            f"not {spec.norm!r}; BatchNorm at evaluation is a fixed per-feature affine map, so use the "
+            f"network without it; companion.experiments.normalisation derives DyT's kernel diagonal"
         )
     if spec.layernorm and spec.ln_affine:
         raise ValueError(
             "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
             "use ln_affine=False"
         )
-    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
-    # the pre-activations across units tends to 0), so it shares these kernels; the other
-    # normalisations of companion.normalisation do not.
-    if spec.layernorm and (spec.norm == "dyt" or spec.norm_position == "post"):
+    if spec.layernorm and spec.norm_position == "post":
         raise ValueError(
-            f"the infinite-width kernels cover LayerNorm or RMSNorm between a linear map and its "
-            f"activation, not {spec.label}; companion.experiments.normalisation derives its diagonal"
+            f"the infinite-width kernels cover LayerNorm between a linear map and its activation, "
+            f"not {spec.label}; companion.experiments.normalisation derives its diagonal"
         )
 
 
