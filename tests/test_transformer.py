@@ -131,6 +131,7 @@ def test_full_run_is_saved_with_provenance_and_resumes_per_seed(monkeypatch, tmp
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["complete"] and summary["config"]["seeds"] == 2 and summary["wall_seconds"] > 0
     assert {"date", "commit", "devices", "versions"} <= set(summary["provenance"])
+    assert len(summary["run_dates"]) >= 1 and summary["run_devices"]
     run = json.loads(artefacts.run_path(folder, "no LN", 1).read_text())
     assert len(run["error"]) == 9 and "provenance" in run
     result = experiment.load_artefact("full")

@@ -305,11 +305,16 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
                      cfg.seeds if seeds_at_once is None else seeds_at_once)
     artefacts.resume(folder, [KERNEL_RUN], [0], fp, lambda _, seeds: [_kernel_to_json(cfg)], 1)
     result = _collect(cfg, folder)
+    runs = [artefacts.load_run(folder, label, s, fp) for label in specs(cfg) for s in range(cfg.seeds)]
+    runs = [r for r in runs + [artefacts.load_run(folder, KERNEL_RUN, 0, fp)] if r is not None]
     summary = {
         "experiment": "transformer", "profile": name, "complete": result is not None,
         "config": dataclasses.asdict(cfg), "config_fingerprint": fp,
         "wall_seconds": None if result is None else round(sum(result.seconds.values()), 1),
         "headline": None if result is None else _headline(result),
+        "run_dates": sorted({r["provenance"]["date"] for r in runs}),
+        "run_devices": sorted({d for r in runs for d in r["provenance"]["devices"]}),
+        "run_commits": sorted({str(r["provenance"]["commit"]) for r in runs}),
         "provenance": artefacts.provenance(),
     }
     artefacts.write_json(folder / "summary.json", summary)
