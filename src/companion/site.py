@@ -35,7 +35,10 @@ from typing import Any
 import companion
 from companion import artefacts, profile
 
-__all__ = ["public_modules", "chapters_importing", "environment_rows", "saved_rows", "setup"]
+__all__ = [
+    "public_modules", "chapters_importing", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines",
+    "setup",
+]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
 SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
@@ -131,6 +134,46 @@ def saved_rows(checkout: Path | None = None) -> list[dict[str, str]]:
     return rows
 
 
+def profile_changes(experiment: str) -> str:
+    """What the ``full`` profile of ``experiment`` changes from ``ci``, from its module's ``CONFIGS``.
+
+    ``experiment`` is a name of ``python -m companion run`` (:data:`companion.cli.EXPERIMENTS`).
+    """
+    import dataclasses
+    import importlib
+
+    from companion.cli import EXPERIMENTS
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; `python -m companion run` knows {', '.join(EXPERIMENTS)}")
+    configs = importlib.import_module(EXPERIMENTS[experiment]).CONFIGS
+    ci, full = (dataclasses.asdict(configs[name]) for name in ("ci", "full"))
+    changes = [f"`{key}={full[key]!r}` (`ci`: {ci[key]!r})" for key in full if full[key] != ci.get(key)]
+    return ", ".join(changes) if changes else "the same sizes as `ci`"
+
+
+def gpu_note_lines(experiment: str, statement: list[str]) -> list[str]:
+    """The text of a heavy chapter's GPU note (MyST): what ``full`` changes, the chapter's own
+    ``statement`` of what it does and costs, the measured time of its saved ``full`` run (or that
+    there is none), and how to get a GPU in Colab."""
+    saved = [s for s in artefacts.catalogue() if s.experiment == experiment and s.profile == "full"]
+    if saved:
+        run = saved[0]
+        days = ", ".join(sorted({d[:10] for d in run.dates})) or "date not recorded"
+        measured = (f"The saved `full` result that this page shows took {_duration(run.wall_seconds)} on "
+                    f"{', '.join(run.devices) or 'an unrecorded device'} ({days}).")
+    else:
+        measured = ("This copy of the book has no saved `full` result of this chapter, so its run time has not "
+                    f"been measured here; the page shows its live run in the `{profile.active()}` profile.")
+    return [
+        f"The `full` profile runs the paper's protocol: {profile_changes(experiment)}.", "",
+        *statement, "", measured, "",
+        "**In Colab**, choose *Runtime → Change runtime type → T4 GPU* (or any GPU offered) before running "
+        "the chapter: with a GPU the chapter runs in the `full` profile by itself. On your own machine set "
+        "`COMPANION_PROFILE=full`; see {ref}`troubleshooting` if JAX does not see the GPU.",
+    ]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -187,22 +230,9 @@ def setup(app: Any) -> dict[str, Any]:
         has_content = True
 
         def run(self) -> list[nodes.Node]:
-            experiment = self.arguments[0]
-            saved = [s for s in artefacts.catalogue() if s.experiment == experiment and s.profile == "full"]
-            if saved:
-                s = saved[0]
-                measured = (f"The saved `full` result that this page shows took {_duration(s.wall_seconds)} on "
-                            f"{', '.join(s.devices) or 'an unrecorded device'} ({', '.join(sorted({d[:10] for d in s.dates}))}).")
-            else:
-                measured = ("This copy of the book has no saved `full` result of this chapter, so the page shows "
-                            f"its live run in the `{profile.active()}` profile.")
-            lines = [*self.content, "", measured, "",
-                     "**In Colab**, choose *Runtime → Change runtime type → T4 GPU* (or any GPU offered) before "
-                     "running the chapter: with a GPU the chapter runs in the `full` profile by itself. On your own "
-                     "machine set `COMPANION_PROFILE=full`; see {ref}`troubleshooting` if JAX does not see the GPU."]
             note = nodes.admonition(classes=["gpu-note", "tip"])
-            note += nodes.title(text="The paper's protocol needs a GPU")
-            note += self.parse(lines)
+            note += nodes.title(text="GPU note: the paper's protocol")
+            note += self.parse(gpu_note_lines(self.arguments[0], list(self.content)))
             return [note]
 
     def always_reread(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:

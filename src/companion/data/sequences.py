@@ -24,6 +24,7 @@ class LinearSequences:
 
     @property
     def length(self) -> int:
+        """Number of terms of each sequence."""
         return self.values.shape[1]
 
     def next_value_pairs(self) -> tuple[np.ndarray, np.ndarray]:

@@ -133,9 +133,11 @@ class Bridge:
     seconds: dict[tuple[str, int], float]
 
     def distance(self) -> np.ndarray:
+        """``|x|`` of each grid point in units of the training half-width."""
         return np.abs(self.grid) / self.data.half_width
 
     def summary(self, regime: str, width: int, label: str) -> MeanCI:
+        """Mean and 95% interval over seeds of the predictions of one regime, width and network."""
         return mean_ci(self.predictions[regime, width, label], axis=0)
 
     def growth(self, regime: str, width: int, label: str) -> float:

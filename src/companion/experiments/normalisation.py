@@ -211,6 +211,7 @@ class Result:
 
     @property
     def names(self) -> list[str]:
+        """The normalisations compared, in the order of the kernels."""
         return list(self.kernel)
 
     def measured(self, name: str, key: str = "diagonal") -> np.ndarray:

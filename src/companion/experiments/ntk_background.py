@@ -156,6 +156,7 @@ class Ensemble:
     seconds: float
 
     def summary(self) -> MeanCI:
+        """Mean and 95% interval over the ensemble of the predictions on the grid."""
         return mean_ci(self.predictions, axis=0)
 
     @property

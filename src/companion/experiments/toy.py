@@ -102,7 +102,7 @@ class Study:
         return mean_ci(self.predictions[target][label], axis=0)
 
     def distance(self) -> np.ndarray:
-        """|x| of each grid point in units of the training half-width."""
+        """``|x|`` of each grid point in units of the training half-width."""
         return np.abs(self.grid) / next(iter(self.data.values())).half_width
 
     def growth(self, target: str, label: str) -> float:
@@ -181,7 +181,7 @@ class NTKMaps:
         return at((-r, r)) / at((-r / 2, r / 2))
 
     def quadrant_spread(self, label: str, which: str = "empirical", inner: float = 0.2) -> float:
-        """Largest relative spread (max - min) / max |.| of the kernel within one sign quadrant of
+        """Largest relative spread ``(max - min) / max |.|`` of the kernel within one sign quadrant of
         ``|x|, |x'| >= inner * reach``: near 0 for the LayerNorm "chessboard", large without LN."""
         k = getattr(self, which)[label]
         r = np.max(np.abs(self.x))

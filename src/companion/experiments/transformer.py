@@ -1,4 +1,4 @@
-"""Chapter "A transformer that stops exploding": the paper's Fig. 7 (App. M) and its kernel.
+"""Chapter "A transformer with one LayerNorm": the paper's Fig. 7 (App. M) and its kernel.
 
 Two decoder-only transformers (:mod:`companion.transformer`: 2 blocks, 4 heads, width 64, causal
 attention, sinusoidal positions, blocks without normalisation) differ in one thing: a LayerNorm
@@ -158,6 +158,7 @@ class Result:
 
     @property
     def labels(self) -> list[str]:
+        """The networks compared, in the order of the metrics."""
         return list(self.metrics)
 
     @property
