@@ -89,7 +89,7 @@ def check_spec(spec: MLPSpec) -> None:
     if not isinstance(spec, MLPSpec):
         raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
     duals.dual(spec.activation)
-    if spec.layernorm and spec.norm != "layernorm":
+    if spec.layernorm and spec.norm == "batchnorm":
         raise ValueError(
             f"the infinite-width kernels cover LayerNorm only, not {spec.norm!r}; BatchNorm at "
             f"evaluation is a fixed per-feature affine map, so use the network without it"
