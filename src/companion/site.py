@@ -14,12 +14,15 @@ content when the book is built, so none of it is typed into a page:
     the chapters that import it (appendix "API reference");
 ``{gpu-note} <experiment>``
     the admonition at the top of a heavy chapter (e.g. "Proteins larger than any seen in
-    training"): the chapter's own statement of what its ``full`` profile does and how long it
-    takes, the measured time of the saved ``full`` run when there is one, and how to get a GPU in
-    Colab.
+    training"): what its ``full`` profile changes (from the experiment's ``CONFIGS``), the
+    chapter's own statement of what it runs and costs, the measured time of the saved ``full`` run
+    when there is one, and how to get a GPU in Colab.
 
 Pages that use these directives are read again on every build, so their dates and versions are
-never those of an older build. Nothing here is imported by the chapters themselves.
+never those of an older build. The extension also mends what the website test found in the
+theme and its plug-ins: a dropdown proof gets a title and every proof its own id, inline scripts
+are not repeated, launch buttons appear only on pages with a notebook, and the API reference
+links names as the docstrings write them. Nothing here is imported by the chapters themselves.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ __all__ = [
 SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
                  "sphinx-mathjax-offline", "selenium")
 _DYNAMIC = "companion-dynamic"
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M)
+_IMPORT = re.compile(  # from companion.x import a, b | from companion.x import (a, b) | import companion.x
+    r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M
+)
 
 
 def public_modules() -> list[str]:
@@ -327,7 +332,18 @@ def setup(app: Any) -> dict[str, Any]:
                 first[0] = nodes.Text(first[0].astext()[len("Proof. "):])
             box.insert(0, nodes.title(text="Proof"))
 
+    def launch_only_notebooks(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+        # sphinx-book-theme offers its launch buttons (Colab, ...) on a MyST text notebook too, and
+        # points Colab at the .md, which Colab cannot open. Keep them for pages that have an .ipynb.
+        if pagename not in app.env.all_docs:
+            return
+        source = Path(app.env.doc2path(pagename))
+        if source.suffix != ".ipynb" and not source.with_suffix(".ipynb").is_file():
+            buttons = context.get("header_buttons") or []
+            buttons[:] = [button for button in buttons if button.get("label") != "launch-buttons"]
+
     app.setup_extension("sphinx.ext.autodoc")
+    app.connect("html-page-context", launch_only_notebooks, priority=510)
     app.connect("doctree-read", proofs_that_fold)
     app.add_autodocumenter(PublicData, override=True)
     app.connect("missing-reference", resolve_short_names)
