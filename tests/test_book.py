@@ -70,6 +70,17 @@ def test_protein_chapter_has_table_1_and_figure_3_and_passed_its_checks(html: Pa
     assert "<table" in table[:2500] and "<strong>0.50 ± 0.02</strong>" in table
 
 
+def test_transformer_and_normalisation_chapters_passed_their_checks(html: Path) -> None:
+    transformer = (html / "book" / "experiments" / "transformer.html").read_text()
+    normalisation = (html / "book" / "beyond" / "normalisation.html").read_text()
+    for page, figures in ((transformer, ("fig-transformer-sequence", "fig-transformer-scale")),
+                          (normalisation, ("fig-normalisation-kernels", "fig-normalisation-trained"))):
+        assert "all checks passed" in page and "{glue:text}" not in page
+        assert all(f'id="{name}"' in page for name in figures)
+    # The transformer page says whether it shows the stored full-profile run.
+    assert "No complete full-profile results" in transformer or "stored full-profile results" in transformer
+
+
 def test_no_page_shows_an_error_output(html: Path) -> None:
     # A figure that fails to render (e.g. bad mathtext) appears as a traceback in the page without
     # failing the build; so does any other error the display machinery swallows.

@@ -52,7 +52,7 @@ def test_unsupported_rows_are_clear_errors() -> None:
         experiment.infinite_width_diagonal(experiment.variants(CFG)["LN first"], X)
     with pytest.raises(ValueError, match="no closed form"):
         experiment.first_layer_terms(SPECS["LN first after ReLU"].replace(ln_affine=True), 1.0)
-    with pytest.raises(ValueError, match="not DyT first"):
+    with pytest.raises(ValueError, match="not 'dyt'"):
         kernels.kernel_diag(X, SPECS["DyT first"].replace(ln_affine=False))
 
 

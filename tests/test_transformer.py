@@ -79,7 +79,7 @@ def test_positions_are_bounded_and_distinct() -> None:
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"width": 10, "heads": 4}, "divisible"), ({"layers": 0}, "layers must be"), ({"norm": "bn"}, "unknown normalisation"),
+    [({"width": 10, "heads": 4}, "divisible"), ({"layers": 0}, "layers must be"), ({"norm": "bn"}, "unknown normalisation"), ({"norm": "batchnorm"}, "unknown normalisation"),
      ({"sigma_b": -1.0}, "sigma_b must be")],
 )
 def test_bad_specs_raise_clear_errors(kwargs: dict, message: str) -> None:

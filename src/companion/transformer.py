@@ -83,8 +83,9 @@ class TransformerSpec:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.width % self.heads:
             raise ValueError(f"width ({self.width}) must be divisible by the number of heads ({self.heads})")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown normalisation {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.norm not in NORMS or self.norm == "batchnorm":
+            choices = ", ".join(n for n in NORMS if n != "batchnorm")
+            raise ValueError(f"unknown normalisation {self.norm!r} for the transformer's tokens; choose one of {choices}")
         for name in ("ln_eps", "sigma_b", "sigma_w", "max_period"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

@@ -24,7 +24,7 @@ class LinearSequences:
 
     @property
     def length(self) -> int:
-        """Number of terms of each sequence."""
+        """Number of positions ``T`` of every sequence."""
         return self.values.shape[1]
 
     def next_value_pairs(self) -> tuple[np.ndarray, np.ndarray]:

@@ -137,7 +137,7 @@ class Bridge:
         return np.abs(self.grid) / self.data.half_width
 
     def summary(self, regime: str, width: int, label: str) -> MeanCI:
-        """Mean and 95% interval over seeds of the predictions of one regime, width and network."""
+        """Mean and 95% band over seeds of one trained network's predictions on the grid."""
         return mean_ci(self.predictions[regime, width, label], axis=0)
 
     def growth(self, regime: str, width: int, label: str) -> float:

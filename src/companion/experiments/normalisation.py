@@ -211,7 +211,7 @@ class Result:
 
     @property
     def names(self) -> list[str]:
-        """The normalisations compared, in the order of the kernels."""
+        """The normalisation variants compared, in table order."""
         return list(self.kernel)
 
     def measured(self, name: str, key: str = "diagonal") -> np.ndarray:

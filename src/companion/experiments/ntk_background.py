@@ -156,7 +156,7 @@ class Ensemble:
     seconds: float
 
     def summary(self) -> MeanCI:
-        """Mean and 95% interval over the ensemble of the predictions on the grid."""
+        """Mean and 95% band over seeds of the trained ensemble's predictions."""
         return mean_ci(self.predictions, axis=0)
 
     @property

@@ -1,4 +1,4 @@
-"""Chapter "Toy problems": the paper's Sec. 4.1 (Figures 1 and 2) and Apps. K and L (Figures 5 and 6).
+"""Chapter "Toy problems: explosion and saturation": the paper's Sec. 4.1 (Figures 1 and 2) and Apps. K and L (Figures 5 and 6).
 
 Two-hidden-layer networks of width 128 in the standard (PyTorch-like) parametrisation are trained
 with full-batch Adam (learning rate 1e-3, Table 3) on three 1-D targets (sine, linear, quadratic;
@@ -181,7 +181,7 @@ class NTKMaps:
         return at((-r, r)) / at((-r / 2, r / 2))
 
     def quadrant_spread(self, label: str, which: str = "empirical", inner: float = 0.2) -> float:
-        """Largest relative spread ``(max - min) / max |.|`` of the kernel within one sign quadrant of
+        """Largest relative spread ``(max - min) / max |k|`` of the kernel within one sign quadrant of
         ``|x|, |x'| >= inner * reach``: near 0 for the LayerNorm "chessboard", large without LN."""
         k = getattr(self, which)[label]
         r = np.max(np.abs(self.x))

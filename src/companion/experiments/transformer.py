@@ -137,10 +137,10 @@ def kernel_diagonals(cfg: Config) -> dict[str, dict[int, np.ndarray]]:
             def last(params: Any, inputs: jax.Array, model: Transformer = model) -> jax.Array:
                 return model.apply({"params": params}, inputs)[:, -1, :]
 
-            ntk = nt.empirical_ntk_fn(last, trace_axes=(-1,), vmap_axes=0)
+            ntk = nt.empirical_ntk_fn(last, trace_axes=(-1,), diagonal_axes=(0,), vmap_axes=0)
             keys = jax.vmap(jax.random.key)(jnp.arange(cfg.ntk_seeds, dtype=jnp.uint32))
             params = jax.vmap(lambda k, model=model: model.init(k, x[:1])["params"])(keys)
-            diag = jax.jit(jax.vmap(lambda p, ntk=ntk: jnp.diagonal(ntk(x, None, p))))(params)
+            diag = jax.jit(jax.vmap(lambda p, ntk=ntk: ntk(x, None, p)))(params)  # only Theta(x_i, x_i)
             out.setdefault(label, {})[width] = np.asarray(diag)
     return out
 
@@ -158,7 +158,7 @@ class Result:
 
     @property
     def labels(self) -> list[str]:
-        """The networks compared, in the order of the metrics."""
+        """The variants compared (with and without the LayerNorm after the embedding)."""
         return list(self.metrics)
 
     @property

@@ -41,8 +41,12 @@ Dual = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def _angle(rho: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``theta = arccos(rho)`` and ``sin(theta) = sqrt((1 - rho)(1 + rho))``."""
-    return jnp.arccos(rho), jnp.sqrt(jnp.maximum((1 - rho) * (1 + rho), 0.0))
+    """``theta = arccos(rho)`` and ``sin(theta) = sqrt((1 - rho)(1 + rho))``.
+
+    ``theta`` as ``arctan2(sin, rho)``: one square root for both, and accurate near ``rho = +-1``.
+    """
+    sin = jnp.sqrt(jnp.maximum((1 - rho) * (1 + rho), 0.0))
+    return jnp.arctan2(sin, rho), sin
 
 
 def abrelu(slope_neg: float, slope_pos: float) -> Dual:
@@ -137,6 +141,7 @@ def _mixture(base: Dual, scale: float, nodes: int) -> Dual:
         (t, tdot), _ = jax.lax.scan(body, (zero, zero), (kk, ww, out_mult, deriv_mult))
         return t, tdot
 
+    fn.is_quadrature = True  # type: ignore[attr-defined]
     return fn
 
 

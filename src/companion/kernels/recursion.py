@@ -24,9 +24,13 @@ recursion of its App. A and E.
 
 Numerics: quantities are carried as variances, standard deviations and a correlation clipped to
 ``[-1, 1]``, never as products of two large numbers, so inputs with norms from 1e-8 to 1e12 (and
-beyond) give finite kernels with a relative error of a few ulp in float64 (the tests check the
-closed forms at those norms). The recursion is ``jax.jit``-compiled per architecture and evaluated
-in blocks of at most ``block_size`` rows and columns.
+beyond) give finite kernels. In float64 the relative error is a few ulp on the diagonal and for
+pairs whose correlations stay away from +-1 (the tests check closed forms at those norms and
+neural-tangents to 1e-10). For distinct inputs whose correlation is within about 1e-8 of +-1
+the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope, and rounding in
+``rho`` becomes a relative error up to about 1e-8 (1e-4 in float32): a property of the kernel,
+shared by every implementation. The recursion is ``jax.jit``-compiled per architecture and
+evaluated in blocks of at most ``block_size`` rows and columns.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ __all__ = [
     "soft_cosine",
     "check_spec",
     "as_inputs",
+    "augmented_unit",
 ]
 
 #: Rows and columns per compiled evaluation of :func:`kernel` (4096^2 pairs: 128 MiB per float64
@@ -89,23 +94,23 @@ def check_spec(spec: MLPSpec) -> None:
     if not isinstance(spec, MLPSpec):
         raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
     duals.dual(spec.activation)
-    if spec.layernorm and spec.norm == "batchnorm":
+    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
+    # the pre-activations across units tends to 0), so it shares these kernels.
+    if spec.layernorm and spec.norm not in ("layernorm", "rmsnorm"):
         raise ValueError(
-            f"the infinite-width kernels cover LayerNorm only, not {spec.norm!r}; BatchNorm at "
-            f"evaluation is a fixed per-feature affine map, so use the network without it"
+            f"the infinite-width kernels cover LayerNorm only (and RMSNorm, the same at infinite width), "
+            f"not {spec.norm!r}; BatchNorm at evaluation is a fixed per-feature affine map, so use the "
+            f"network without it; companion.experiments.normalisation derives DyT's kernel diagonal"
         )
     if spec.layernorm and spec.ln_affine:
         raise ValueError(
             "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
             "use ln_affine=False"
         )
-    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
-    # the pre-activations across units tends to 0), so it shares these kernels; the other
-    # normalisations of companion.normalisation do not.
-    if spec.layernorm and (spec.norm == "dyt" or spec.norm_position == "post"):
+    if spec.layernorm and spec.norm_position == "post":
         raise ValueError(
-            f"the infinite-width kernels cover LayerNorm or RMSNorm between a linear map and its "
-            f"activation, not {spec.label}; companion.experiments.normalisation derives its diagonal"
+            f"the infinite-width kernels cover LayerNorm between a linear map and its activation, "
+            f"not {spec.label}; companion.experiments.normalisation derives its diagonal"
         )
 
 
@@ -137,11 +142,12 @@ def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
     1e-8 relative in float64 (1e-4 in float32). Snapping makes identical inputs exact and changes
     pairs closer than that by no more than rounding already does.
     """
-    scale = s1 * s2
-    rho = jnp.clip(c / jnp.where(scale > 0, scale, 1.0), -1.0, 1.0)
+    # Reciprocals of the (vector) standard deviations: no division per pair.
+    inv1 = jnp.where(s1 > 0, 1 / jnp.where(s1 > 0, s1, 1.0), 0.0)
+    inv2 = jnp.where(s2 > 0, 1 / jnp.where(s2 > 0, s2, 1.0), 0.0)
+    rho = jnp.clip(c * inv1 * inv2, -1.0, 1.0)
     tol = 8 * jnp.finfo(rho.dtype).eps
-    rho = jnp.where(jnp.abs(rho) > 1 - tol, jnp.sign(rho), rho)
-    return jnp.where(scale > 0, rho, 0.0)
+    return jnp.where(jnp.abs(rho) > 1 - tol, jnp.sign(rho), rho)
 
 
 def _propagate(
@@ -156,9 +162,9 @@ def _propagate(
     ntk = c
     for h in range(1, arch.depth + 1):
         if h in arch.layernorm:
-            norm = jnp.sqrt(q1 + arch.ln_eps) * jnp.sqrt(q2 + arch.ln_eps)
-            c, ntk = c / norm, ntk / norm
-            q1, q2 = q1 / (q1 + arch.ln_eps), q2 / (q2 + arch.ln_eps)
+            inv1, inv2 = 1 / jnp.sqrt(q1 + arch.ln_eps), 1 / jnp.sqrt(q2 + arch.ln_eps)
+            c, ntk = c * inv1 * inv2, ntk * inv1 * inv2
+            q1, q2 = q1 * inv1 * inv1, q2 * inv2 * inv2
         s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
         t, tdot, t1, t2 = _expectations(dual, s1, s2, c, diagonal)
         w2 = arch.scales[h] ** 2
@@ -173,14 +179,18 @@ def _expectations(
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """``E[phi(u) phi(v)]``, ``E[phi'(u) phi'(v)]`` and ``E[phi(u)^2]``, ``E[phi(v)^2]`` of one layer.
 
-    All pairs and both diagonals go through a single call of ``dual`` on flattened arrays: one
-    compiled integral per layer instead of three (it matters for SiLU and tanh, whose dual is a loop).
+    For closed forms, three elementwise calls that XLA fuses. For the quadrature activations (SiLU,
+    tanh), whose dual is a loop, all pairs and both diagonals go through one call on flattened
+    arrays: one compiled loop per layer instead of three, which roughly halves compile time.
     """
     if diagonal:
         t, tdot = dual(s1, s1, jnp.ones_like(s1))
         return t, tdot, t, t
-    shape = c.shape
     rho = _correlation(c, s1, s2)
+    if not getattr(dual, "is_quadrature", False):
+        t, tdot = dual(s1, s2, rho)
+        return t, tdot, dual(s1, s1, jnp.ones_like(s1))[0], dual(s2, s2, jnp.ones_like(s2))[0]
+    shape = c.shape
     m, n1 = c.size, s1.size
     flat1 = jnp.concatenate([jnp.broadcast_to(s1, shape).ravel(), s1.ravel(), s2.ravel()])
     flat2 = jnp.concatenate([jnp.broadcast_to(s2, shape).ravel(), s1.ravel(), s2.ravel()])
@@ -270,7 +280,8 @@ def kernel(
         Largest number of rows and columns evaluated at once (default
         :data:`DEFAULT_BLOCK_SIZE`); lower it to save memory.
     dtype:
-        ``float64`` (default) or ``float32`` (faster on accelerators, about 1e-6 relative error).
+        ``float64`` (default) or ``float32`` (faster on accelerators; relative error about 1e-6,
+        up to 1e-4 for nearly identical inputs).
 
     Returns
     -------
@@ -300,9 +311,10 @@ def kernel(
                 k_nngp, k_ntk = _matrix(xa, jnp.asarray(_pad_rows(cols, pc), dt), arch)
                 nngp[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_nngp)[: rows.shape[0], : cols.shape[0]]
                 ntk[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_ntk)[: rows.shape[0], : cols.shape[0]]
-    if x2 is None:
-        nngp = (nngp + nngp.T) / 2
-        ntk = (ntk + ntk.T) / 2
+    if x2 is None:  # exactly symmetric, in place (numpy buffers the overlapping transpose)
+        for matrix in (nngp, ntk):
+            np.add(matrix, matrix.T, out=matrix)
+            matrix *= 0.5
     return Kernels(nngp, ntk)
 
 
