@@ -214,7 +214,11 @@ def setup(app: Any) -> dict[str, Any]:
             if not rows:
                 return self.parse(["This copy of the book holds no saved result of an experiment: every number "
                                    "and figure comes from the live run of its page."])
-            return self.parse(_table(list(rows[0]), [list(r.values()) for r in rows]))
+            lines: list[str] = []
+            for row in rows:  # one small table per result: eight columns do not fit a page
+                title = f"**{row.pop('experiment')}**, `{row.pop('profile')}` profile"
+                lines += [title, "", *_table(["", ""], [[key, value] for key, value in row.items()]), ""]
+            return self.parse(lines)
 
     class ApiModules(_Generated):
         def run(self) -> list[nodes.Node]:
