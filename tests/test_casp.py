@@ -80,7 +80,7 @@ def test_read_rejects_garbage_and_missing_files(tmp_path: Path) -> None:
 def test_the_real_file_passes_every_check(real_file: Path) -> None:
     frame = casp.read(real_file)
     assert list(frame.columns) == list(casp.COLUMNS)
-    assert casp.locate() == real_file and casp.load().shape == (casp.N_ROWS, 10)
+    assert casp.locate() == real_file.resolve() and casp.load().shape == (casp.N_ROWS, 10)
 
 
 def test_data_dir_without_the_file_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -175,13 +175,20 @@ return {
 
 
 def _screenshot(driver, path: Path, height: int) -> None:
+    """The page's first ``height`` pixels (at most SCREENSHOT_MAX_HEIGHT), laid out at 1280 pixels wide.
+
+    The window is made that tall for the shot, as a full-page screenshot does (capturing beyond the
+    viewport instead draws some tall pages shifted sideways).
+    """
     import base64
 
     height = max(900, min(height, SCREENSHOT_MAX_HEIGHT))
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "format": "png", "captureBeyondViewport": True,
-        "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1},
-    })
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     path.write_bytes(base64.b64decode(shot["data"]))
 
 

@@ -14,12 +14,15 @@ content when the book is built, so none of it is typed into a page:
     the chapters that import it (appendix "API reference");
 ``{gpu-note} <experiment>``
     the admonition at the top of a heavy chapter (e.g. "Proteins larger than any seen in
-    training"): the chapter's own statement of what its ``full`` profile does and how long it
-    takes, the measured time of the saved ``full`` run when there is one, and how to get a GPU in
-    Colab.
+    training"): what its ``full`` profile changes (from the experiment's ``CONFIGS``), the
+    chapter's own statement of what it runs and costs, the measured time of the saved ``full`` run
+    when there is one, and how to get a GPU in Colab.
 
 Pages that use these directives are read again on every build, so their dates and versions are
-never those of an older build. Nothing here is imported by the chapters themselves.
+never those of an older build. The extension also mends what the website test found in the
+theme and its plug-ins: a dropdown proof gets a title and every proof its own id, inline scripts
+are not repeated, launch buttons appear only on pages with a notebook, and the API reference
+links names as the docstrings write them. Nothing here is imported by the chapters themselves.
 """
 
 from __future__ import annotations
@@ -35,13 +38,18 @@ from typing import Any
 import companion
 from companion import artefacts, profile
 
-__all__ = ["public_modules", "chapters_importing", "environment_rows", "saved_rows", "setup"]
+__all__ = [
+    "public_modules", "chapters_importing", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines",
+    "setup",
+]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
 SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
                  "sphinx-mathjax-offline", "selenium")
 _DYNAMIC = "companion-dynamic"
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M)
+_IMPORT = re.compile(  # from companion.x import a, b | from companion.x import (a, b) | import companion.x
+    r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M
+)
 
 
 def public_modules() -> list[str]:
@@ -131,6 +139,46 @@ def saved_rows(checkout: Path | None = None) -> list[dict[str, str]]:
     return rows
 
 
+def profile_changes(experiment: str) -> str:
+    """What the ``full`` profile of ``experiment`` changes from ``ci``, from its module's ``CONFIGS``.
+
+    ``experiment`` is a name of ``python -m companion run`` (:data:`companion.cli.EXPERIMENTS`).
+    """
+    import dataclasses
+    import importlib
+
+    from companion.cli import EXPERIMENTS
+
+    if experiment not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {experiment!r}; `python -m companion run` knows {', '.join(EXPERIMENTS)}")
+    configs = importlib.import_module(EXPERIMENTS[experiment]).CONFIGS
+    ci, full = (dataclasses.asdict(configs[name]) for name in ("ci", "full"))
+    changes = [f"`{key}={full[key]!r}` (`ci`: {ci[key]!r})" for key in full if full[key] != ci.get(key)]
+    return ", ".join(changes) if changes else "the same sizes as `ci`"
+
+
+def gpu_note_lines(experiment: str, statement: list[str]) -> list[str]:
+    """The text of a heavy chapter's GPU note (MyST): what ``full`` changes, the chapter's own
+    ``statement`` of what it does and costs, the measured time of its saved ``full`` run (or that
+    there is none), and how to get a GPU in Colab."""
+    saved = [s for s in artefacts.catalogue() if s.experiment == experiment and s.profile == "full"]
+    if saved:
+        run = saved[0]
+        days = ", ".join(sorted({d[:10] for d in run.dates})) or "date not recorded"
+        measured = (f"The saved `full` result that this page shows took {_duration(run.wall_seconds)} on "
+                    f"{', '.join(run.devices) or 'an unrecorded device'} ({days}).")
+    else:
+        measured = ("This copy of the book has no saved `full` result of this chapter, so its run time has not "
+                    f"been measured here; the page shows its live run in the `{profile.active()}` profile.")
+    return [
+        f"The `full` profile runs the paper's protocol: {profile_changes(experiment)}.", "",
+        *statement, "", measured, "",
+        "**In Colab**, choose *Runtime → Change runtime type → T4 GPU* (or any GPU offered) before running "
+        "the chapter: with a GPU the chapter runs in the `full` profile by itself. On your own machine set "
+        "`COMPANION_PROFILE=full`; see {ref}`troubleshooting` if JAX does not see the GPU.",
+    ]
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
@@ -166,7 +214,11 @@ def setup(app: Any) -> dict[str, Any]:
             if not rows:
                 return self.parse(["This copy of the book holds no saved result of an experiment: every number "
                                    "and figure comes from the live run of its page."])
-            return self.parse(_table(list(rows[0]), [list(r.values()) for r in rows]))
+            lines: list[str] = []
+            for row in rows:  # one small table per result: eight columns do not fit a page
+                title = f"**{row.pop('experiment')}**, `{row.pop('profile')}` profile"
+                lines += [title, "", *_table(["", ""], [[key, value] for key, value in row.items()]), ""]
+            return self.parse(lines)
 
     class ApiModules(_Generated):
         def run(self) -> list[nodes.Node]:
@@ -187,22 +239,9 @@ def setup(app: Any) -> dict[str, Any]:
         has_content = True
 
         def run(self) -> list[nodes.Node]:
-            experiment = self.arguments[0]
-            saved = [s for s in artefacts.catalogue() if s.experiment == experiment and s.profile == "full"]
-            if saved:
-                s = saved[0]
-                measured = (f"The saved `full` result that this page shows took {_duration(s.wall_seconds)} on "
-                            f"{', '.join(s.devices) or 'an unrecorded device'} ({', '.join(sorted({d[:10] for d in s.dates}))}).")
-            else:
-                measured = ("This copy of the book has no saved `full` result of this chapter, so the page shows "
-                            f"its live run in the `{profile.active()}` profile.")
-            lines = [*self.content, "", measured, "",
-                     "**In Colab**, choose *Runtime → Change runtime type → T4 GPU* (or any GPU offered) before "
-                     "running the chapter: with a GPU the chapter runs in the `full` profile by itself. On your own "
-                     "machine set `COMPANION_PROFILE=full`; see {ref}`troubleshooting` if JAX does not see the GPU."]
             note = nodes.admonition(classes=["gpu-note", "tip"])
-            note += nodes.title(text="The paper's protocol needs a GPU")
-            note += self.parse(lines)
+            note += nodes.title(text="GPU note: the paper's protocol")
+            note += self.parse(gpu_note_lines(self.arguments[0], list(self.content)))
             return [note]
 
     def always_reread(app: Any, env: Any, added: set, changed: set, removed: set) -> list[str]:
@@ -297,7 +336,18 @@ def setup(app: Any) -> dict[str, Any]:
                 first[0] = nodes.Text(first[0].astext()[len("Proof. "):])
             box.insert(0, nodes.title(text="Proof"))
 
+    def launch_only_notebooks(app: Any, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
+        # sphinx-book-theme offers its launch buttons (Colab, ...) on a MyST text notebook too, and
+        # points Colab at the .md, which Colab cannot open. Keep them for pages that have an .ipynb.
+        if pagename not in app.env.all_docs:
+            return
+        source = Path(app.env.doc2path(pagename))
+        if source.suffix != ".ipynb" and not source.with_suffix(".ipynb").is_file():
+            buttons = context.get("header_buttons") or []
+            buttons[:] = [button for button in buttons if button.get("label") != "launch-buttons"]
+
     app.setup_extension("sphinx.ext.autodoc")
+    app.connect("html-page-context", launch_only_notebooks, priority=510)
     app.connect("doctree-read", proofs_that_fold)
     app.add_autodocumenter(PublicData, override=True)
     app.connect("missing-reference", resolve_short_names)
