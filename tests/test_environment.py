@@ -8,7 +8,8 @@ import yaml
 
 from conftest import ROOT
 
-PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)$")
+# An exact pin, optionally for some platforms only (``name==version ; marker``).
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;#]+)(?:\s*;\s*(.+))?$")
 
 
 def _lock() -> dict[str, str]:
@@ -31,6 +32,22 @@ def test_lock_pins_the_verified_stack() -> None:
     }
     assert {name: pins.get(name) for name in verified} == verified
     assert "tensorflow" not in pins, "neural-tangents must be installed without TensorFlow"
+
+
+def test_every_platform_gets_exactly_one_xgboost() -> None:
+    """xgboost-cpu has no macOS wheels: a Mac installs the same version of the regular package."""
+    from packaging.markers import Marker
+
+    lines = [line for line in (ROOT / "requirements.lock").read_text().splitlines() if line.startswith("xgboost")]
+    pins = [PIN.match(line) for line in lines]
+    assert all(pins) and {m.group(1) for m in pins} == {"xgboost", "xgboost-cpu"}, lines
+    assert len({m.group(2) for m in pins}) == 1, "both builds must be the same version"
+    for platform in ("linux", "darwin", "win32"):
+        chosen = [m.group(1) for m in pins if Marker(m.group(3)).evaluate({"sys_platform": platform})]
+        assert chosen == (["xgboost"] if platform == "darwin" else ["xgboost-cpu"]), (platform, chosen)
+    other = [line for line in (ROOT / "requirements.lock").read_text().splitlines()
+             if ";" in line and not line.startswith(("#", "xgboost"))]
+    assert not other, f"only the xgboost pins are platform-specific: {other}"
 
 
 def test_environment_yml_names_exactly_the_lock() -> None:

@@ -17,7 +17,10 @@ trap 'rm -rf "$work"' EXIT
   echo "# tools/update-lock.sh from requirements.in. Install with:"
   echo "#   pip install --no-deps -r requirements.lock"
   echo "# (--no-deps because neural-tangents would otherwise pull TensorFlow; nothing else is missing)."
-  "$work/venv/bin/python" -m pip freeze --exclude-editable | LC_ALL=C sort -f
+  # xgboost-cpu (the small CPU-only build) has no macOS wheels: a Mac gets the same version of
+  # the regular xgboost package through an environment marker.
+  "$work/venv/bin/python" -m pip freeze --exclude-editable | LC_ALL=C sort -f \
+    | sed -E 's/^xgboost-cpu==(.*)$/xgboost-cpu==\1 ; sys_platform != "darwin"\nxgboost==\1 ; sys_platform == "darwin"/'
 } > requirements.lock
 echo "wrote requirements.lock ($(grep -c '==' requirements.lock) packages)"
 

@@ -38,7 +38,7 @@ __all__ = [
 
 ENV_VAR = "COMPANION_ARTEFACTS"
 #: Distributions whose versions every artefact records.
-VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pandas", "statsmodels", "xgboost-cpu", "layernorm-companion")
+VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "scipy", "pandas", "statsmodels", "xgboost-cpu", "xgboost", "layernorm-companion")
 _CHECKOUT = Path(__file__).resolve().parents[2]
 
 

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from packaging.markers import Marker
+
 __all__ = ["Check", "run_checks", "main"]
 
 #: Distributions whose versions the doctor reports (and compares with requirements.lock when present).
@@ -40,6 +42,9 @@ def _lock_pins() -> dict[str, str]:
         for line in lock.read_text().splitlines():
             if "==" in line and not line.lstrip().startswith("#"):
                 name, version = line.split("==", 1)
+                version, _, marker = version.partition(";")  # e.g. `; sys_platform == "darwin"`
+                if marker.strip() and not Marker(marker.strip()).evaluate():
+                    continue
                 pins[name.strip().lower().replace("_", "-")] = version.strip()
     return pins
 
