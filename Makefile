@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 
-.PHONY: book test env doctor clean lock
+.PHONY: book test env doctor clean lock FORCE
 .PHONY: gpu-env drift
 .PHONY: bench bench-quick
 .PHONY: browser
@@ -29,9 +29,17 @@ $(STAMP): requirements.lock pyproject.toml
 # pinned environment change, so the book never shows results of old code. Sphinx's saved
 # environment (_build/.doctrees) goes too: with it, Sphinx would not even read the notebooks that
 # did not change, and their pages would keep the old results.
-_build/.cache-key: $(SOURCES) requirements.lock
+# The profile (COMPANION_PROFILE) changes what the chapters compute but not their code, so it is
+# part of the key as well: _build/.profile is rewritten only when the profile differs.
+_build/.cache-key: $(SOURCES) requirements.lock _build/.profile
 	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
+
+_build/.profile: FORCE
+	@mkdir -p _build
+	@echo "$(or $(COMPANION_PROFILE),default)" | cmp -s - $@ || echo "$(or $(COMPANION_PROFILE),default)" > $@
+
+FORCE:
 
 book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going

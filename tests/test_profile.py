@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from companion import profile, progress
 from companion.experiments import first_look
+from conftest import ROOT
 
 
 def test_environment_variable_selects_profile(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -64,3 +70,27 @@ def test_progress_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COMPANION_PROGRESS", "maybe")
     with pytest.raises(ValueError, match="COMPANION_PROGRESS"):
         progress.enabled()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_a_change_of_profile_clears_the_execution_cache(tmp_path: Path) -> None:
+    """jupyter-cache keys a notebook on its code only, so the Makefile must drop it when the profile changes."""
+    shutil.copy(ROOT / "Makefile", tmp_path)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "requirements.lock").touch()
+
+    def build_cache_key(profile_name: str | None) -> bool:
+        """Run make's cache-key step; return whether it cleared the cache."""
+        env = {k: v for k, v in os.environ.items() if k not in ("COMPANION_PROFILE", "MAKEFLAGS", "MFLAGS")}
+        if profile_name:
+            env["COMPANION_PROFILE"] = profile_name
+        cache = tmp_path / "_build" / ".jupyter_cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["make", "-s", "_build/.cache-key"], cwd=tmp_path, env=env, check=True, capture_output=True)
+        return not cache.exists()
+
+    assert build_cache_key(None), "the first build starts from an empty cache"
+    assert not build_cache_key(None), "nothing changed: the cache is kept"
+    assert build_cache_key("full"), "switching to the full profile must clear the cache"
+    assert not build_cache_key("full")
+    assert build_cache_key("ci")
