@@ -24,9 +24,16 @@ from companion.train import fit
 __all__ = ["Config", "CONFIGS", "config", "Result", "architectures", "run", "shell_mean_abs"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Config:
-    """Sizes of the experiment; one instance per profile in :data:`CONFIGS`."""
+    """Sizes of the experiment; one instance per profile in :data:`CONFIGS`.
+
+    It is also the toy problem every toy chapter shares (the paper's Sec. 4.1 and Table 3):
+    ``n_train`` noisy points of a 1-D target on ``[-1, 1]``, a ``depth`` x ``width`` network
+    trained with full-batch Adam, evaluated on ``grid_points`` points reaching ``reach``
+    half-widths of the training interval. The configurations of :mod:`~companion.experiments.toy`
+    and :mod:`~companion.experiments.normalisation` extend it.
+    """
 
     seeds: int
     epochs: int
@@ -38,6 +45,18 @@ class Config:
     learning_rate: float = 1e-3
     reach: float = 25.0
     data_seed: int = 0
+
+    def data(self, target: str = "sine") -> ToyData:
+        """The training set of ``target`` (:func:`companion.data.toy.make_1d`, seeded by ``data_seed``)."""
+        return make_1d(target, n=self.n_train, noise=self.noise, seed=self.data_seed)
+
+    def grid(self, data: ToyData, reach: float | None = None, points: int | None = None) -> np.ndarray:
+        """``points`` (default ``grid_points``) inputs centred on the training interval, reaching
+        ``reach`` (default :attr:`reach`) of its half-widths on either side."""
+        reach = self.reach if reach is None else reach
+        centre = sum(data.x_range) / 2
+        return np.linspace(centre - reach * data.half_width, centre + reach * data.half_width,
+                           self.grid_points if points is None else points)
 
 
 #: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
@@ -94,10 +113,8 @@ def run(cfg: Config | None = None, specs: dict[str, MLPSpec] | None = None) -> R
     normalisation variants trains its own on the same problem.
     """
     cfg = cfg or config()
-    data = make_1d("sine", n=cfg.n_train, noise=cfg.noise, seed=cfg.data_seed)
-    centre = sum(data.x_range) / 2
-    reach = cfg.reach * data.half_width
-    grid = np.linspace(centre - reach, centre + reach, cfg.grid_points)
+    data = cfg.data("sine")
+    grid = cfg.grid(data)
     specs = architectures(cfg) if specs is None else specs
     predictions, train_mse, seconds = {}, {}, {}
     for label, spec in specs.items():

@@ -65,22 +65,15 @@ ROWS: dict[str, tuple[dict, str]] = {
 RELU_VARIANCE = 0.5 - 1.0 / (2.0 * math.pi)
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Sizes of the experiment; one instance per profile in :data:`CONFIGS`."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(first_look.Config):
+    """Sizes of the experiment (the shared toy problem of :class:`first_look.Config
+    <companion.experiments.first_look.Config>`, reaching further, and the NTK measurement); one
+    instance per profile in :data:`CONFIGS`."""
 
-    seeds: int
-    epochs: int
-    grid_points: int
     ntk_width: int
     ntk_seeds: int
-    depth: int = 2
-    width: int = 128
-    learning_rate: float = 1e-3
-    n_train: int = 100
-    noise: float = 0.05
     reach: float = 250.0
-    data_seed: int = 0
     ntk_x: tuple[float, ...] = (0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0)
     anchor: float = 0.5  # the second argument of the off-diagonal kernel, inside the training range
 
@@ -245,8 +238,4 @@ def run(cfg: Config | None = None) -> Result:
             reference[name] = kernels.kernel_diag(x, spec).ntk
         except ValueError:  # a row companion.kernels does not cover (affine, after ReLU, DyT)
             continue
-    toy = first_look.Config(
-        seeds=cfg.seeds, epochs=cfg.epochs, grid_points=cfg.grid_points, n_train=cfg.n_train, noise=cfg.noise,
-        depth=cfg.depth, width=cfg.width, learning_rate=cfg.learning_rate, reach=cfg.reach, data_seed=cfg.data_seed,
-    )
-    return Result(cfg, kernel, theory, reference, first_look.run(toy, variants(cfg)))
+    return Result(cfg, kernel, theory, reference, first_look.run(cfg, variants(cfg)))

@@ -31,7 +31,8 @@ import numpy as np
 
 from companion import artefacts, kernels, profile
 from companion.arch import MLPSpec
-from companion.data.toy import TARGETS, ToyData, make_1d
+from companion.data.toy import TARGETS, ToyData
+from companion.experiments import first_look
 from companion.stats import MeanCI, mean_ci
 from companion.train import fit, fit_variants
 
@@ -45,24 +46,16 @@ __all__ = [
 FIG1_PLACEMENTS = ("none", "every", "first", "last")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Sizes of the toy experiments; one instance per profile in :data:`CONFIGS`."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Config(first_look.Config):
+    """Sizes of the toy experiments (the shared toy problem of :class:`first_look.Config
+    <companion.experiments.first_look.Config>` and the NTK maps); one instance per profile in
+    :data:`CONFIGS`."""
 
-    seeds: int
-    epochs: int
-    grid_points: int
     ntk_points: int
-    n_train: int = 100
-    noise: float = 0.05
-    depth: int = 2
-    width: int = 128
-    learning_rate: float = 1e-3
-    reach: float = 25.0
     ntk_reach: float = 25.0
     ntk_seeds: int = 5
     targets: tuple[str, ...] = tuple(TARGETS)
-    data_seed: int = 0
 
 
 CONFIGS = {
@@ -123,11 +116,6 @@ def growth(predictions: np.ndarray, distance: np.ndarray) -> float:
     return shell_mean_abs(predictions, distance, 20, 25) / shell_mean_abs(predictions, distance, 10, 12.5)
 
 
-def _grid(cfg: Config, data: ToyData, reach: float, points: int) -> np.ndarray:
-    centre = sum(data.x_range) / 2
-    return np.linspace(centre - reach * data.half_width, centre + reach * data.half_width, points)
-
-
 def study(
     cfg: Config | None = None,
     placements: Sequence[str] = FIG1_PLACEMENTS,
@@ -141,8 +129,8 @@ def study(
     """
     cfg = cfg or config()
     specs = architectures(cfg, placements, activation, norm)
-    data = {t: make_1d(t, n=cfg.n_train, noise=cfg.noise, seed=cfg.data_seed) for t in cfg.targets}
-    grid = _grid(cfg, next(iter(data.values())), cfg.reach, cfg.grid_points)
+    data = {t: cfg.data(t) for t in cfg.targets}
+    grid = cfg.grid(next(iter(data.values())))
     seeds = range(cfg.seeds)
     predictions: dict[str, dict[str, np.ndarray]] = {}
     train_mse: dict[str, dict[str, np.ndarray]] = {}
