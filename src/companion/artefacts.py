@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ENV_VAR", "VERSIONED", "root", "directory", "fingerprint", "provenance", "write_json", "read_json", "slug",
-    "run_path", "load_run", "save_run", "resume", "Saved", "catalogue",
+    "ENV_VAR", "VERSIONED", "root", "directory", "output_folder", "read_summary", "command_line", "fingerprint",
+    "provenance", "write_json", "read_json", "slug", "run_path", "load_run", "save_run", "resume", "Saved", "catalogue",
 ]
 
 ENV_VAR = "COMPANION_ARTEFACTS"
@@ -56,6 +56,50 @@ def directory(experiment: str, profile: str) -> Path | None:
     """Where the artefacts of ``experiment`` in ``profile`` live (``None`` without a checkout)."""
     base = root()
     return None if base is None else base / experiment / profile
+
+
+def output_folder(experiment: str, profile: str, out: Path | str | None = None) -> Path:
+    """Where a run of ``experiment`` in ``profile`` writes: ``out``, else :func:`directory`."""
+    folder = Path(out) if out is not None else directory(experiment, profile)
+    if folder is None:
+        raise ValueError("this installation has no source checkout to keep artefacts in; pass an output folder (--out)")
+    return folder
+
+
+def read_summary(experiment: str, profile: str, folder: Path | None = None) -> dict[str, Any] | None:
+    """The ``summary.json`` of ``experiment`` in ``profile`` (from ``folder`` if given; ``None`` when absent)."""
+    folder = folder or directory(experiment, profile)
+    if folder is None or not (folder / "summary.json").is_file():
+        return None
+    return read_json(folder / "summary.json")
+
+
+def command_line(experiment: str, description: str, argv: Sequence[str] | None,
+                 seeds_at_once: str | None = None) -> Any:
+    """Parse ``python -m companion run <experiment>``'s ``--profile`` and ``--out`` (and, given its
+    help text, ``--seeds-at-once``); a ``--profile`` is also exported to ``$COMPANION_PROFILE``, so
+    that it wins for what reads the profile itself (progress bars)."""
+    import argparse
+
+    from companion import profile as profiles
+
+    def positive(text: str) -> int:
+        value = int(text)
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        return value
+
+    parser = argparse.ArgumentParser(prog=f"python -m companion run {experiment}", description=description)
+    parser.add_argument("--profile", choices=profiles.PROFILES,
+                        help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
+    parser.add_argument("--out", type=Path,
+                        help=f"output folder (default: artefacts/{experiment}/<profile>/ of the checkout)")
+    if seeds_at_once is not None:
+        parser.add_argument("--seeds-at-once", type=positive, metavar="N", help=seeds_at_once)
+    args = parser.parse_args(argv)
+    if args.profile:
+        os.environ[profiles.ENV_VAR] = args.profile
+    return args
 
 
 def slug(label: str) -> str:

@@ -49,7 +49,7 @@ from companion.stats import MeanCI, mean_ci
 from companion.train import fit_variants
 
 __all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "run", "gd_kernel_mean", "ood_gap", "coverage",
-           "summarise", "load_artefact", "main"]
+           "summarise", "run_artefact", "load_artefact", "main"]
 
 #: Training regimes: (parametrisation, optimiser); the learning rate comes from the configuration.
 REGIMES = {
@@ -207,36 +207,29 @@ def summarise(result: Bridge) -> dict:
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
     """The saved ``summary.json`` of ``profile_name`` (``None`` when there is none)."""
-    folder = folder or artefacts.directory("bridge", profile_name)
-    if folder is None or not (folder / "summary.json").is_file():
-        return None
-    return artefacts.read_json(folder / "summary.json")
+    return artefacts.read_summary("bridge", profile_name, folder)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m companion run bridge``: train every regime and width and save the summary."""
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(prog="python -m companion run bridge",
-                                     description="The parametrisation bridge (the toy study in both parametrisations "
-                                     "and growing widths, against the infinite-width NTK).")
-    parser.add_argument("--profile", choices=profile.PROFILES,
-                        help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
-    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/bridge/<profile>/ of the checkout)")
-    args = parser.parse_args(argv)
-    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
-        os.environ[profile.ENV_VAR] = args.profile
-    name = args.profile or profile.active()
-    folder = args.out if args.out is not None else artefacts.directory("bridge", name)
-    if folder is None:
-        raise SystemExit("no source checkout to write artefacts into; pass --out FOLDER")
+def run_artefact(profile_name: str | None = None, out: Path | None = None) -> dict:
+    """Train every regime and width of ``profile_name`` and write ``summary.json`` (config, results,
+    provenance, wall time)."""
+    name = profile_name or profile.active()
+    folder = artefacts.output_folder("bridge", name, out)
     start = time.perf_counter()
     cfg = config(name)
     result = run(cfg)
     summary = {"experiment": "bridge", "profile": name, "config": dataclasses.asdict(cfg),
                "results": summarise(result), "wall_seconds": time.perf_counter() - start,
                "provenance": artefacts.provenance()}
-    artefacts.write_json(Path(folder) / "summary.json", summary)
-    print(f"wrote {Path(folder) / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
+    artefacts.write_json(folder / "summary.json", summary)
+    print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m companion run bridge``: train every regime and width and save the summary."""
+    args = artefacts.command_line(
+        "bridge", "The parametrisation bridge (the toy study in both parametrisations and growing widths, "
+        "against the infinite-width NTK).", argv)
+    run_artefact(args.profile, out=args.out)
     return 0

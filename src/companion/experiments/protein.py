@@ -325,9 +325,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     """
     name = profile.active() if profile_name is None else profile_name
     cfg = config(name)
-    folder = Path(out) if out is not None else artefacts.directory("protein", name)
-    if folder is None:
-        raise ValueError("this installation has no source checkout to keep artefacts in; pass an output folder")
+    folder = artefacts.output_folder("protein", name, out)
     split = load_split(cfg)
     artefacts.resume(folder, methods(cfg), range(cfg.seeds), artefacts.fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],
@@ -341,9 +339,9 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Results | None:
     """The saved results of ``profile_name`` with their summary (``None`` when there are none)."""
     folder = folder or artefacts.directory("protein", profile_name)
-    if folder is None or not (folder / "summary.json").is_file():
+    summary = artefacts.read_summary("protein", profile_name, folder)
+    if summary is None:
         return None
-    summary = artefacts.read_json(folder / "summary.json")
     saved = summary["config"]
     cfg = Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
     results = _collect(cfg, folder)
@@ -353,27 +351,9 @@ def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Res
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run protein``: run (or resume) the experiment and save its artefacts."""
-    import argparse
-    import os
-
-    def positive(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-        return value
-
-    parser = argparse.ArgumentParser(
-        prog="python -m companion run protein",
-        description="The protein experiment (paper Sec. 4.2, Table 1): results saved per method and seed; "
-        "rerunning skips those already saved.",
-    )
-    parser.add_argument("--profile", choices=profile.PROFILES,
-                        help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
-    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/protein/<profile>/ of the checkout)")
-    parser.add_argument("--seeds-at-once", type=positive, metavar="N",
-                        help="train N seeds together (default: all; use 1 on a CPU to save each seed as it finishes)")
-    args = parser.parse_args(argv)
-    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
-        os.environ[profile.ENV_VAR] = args.profile
+    args = artefacts.command_line(
+        "protein", "The protein experiment (paper Sec. 4.2, Table 1): results saved per method and seed; "
+        "rerunning skips those already saved.", argv,
+        seeds_at_once="train N seeds together (default: all; use 1 on a CPU to save each seed as it finishes)")
     run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
     return 0

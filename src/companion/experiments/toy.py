@@ -225,9 +225,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
     """Run Figures 1, 2, 5 and 6 in ``profile_name`` and write ``summary.json`` (config, provenance, wall time)."""
     name = profile_name or profile.active()
     cfg = config(name)
-    folder = Path(out) if out is not None else artefacts.directory("toy", name)
-    if folder is None:
-        raise ValueError("no source checkout to write artefacts into; pass --out FOLDER")
+    folder = artefacts.output_folder("toy", name, out)
     start = time.perf_counter()
     fig1 = study(cfg)
     fig2 = ntk_maps(cfg)
@@ -245,24 +243,11 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
     """The saved ``summary.json`` of ``profile_name`` (``None`` when there is none)."""
-    folder = folder or artefacts.directory("toy", profile_name)
-    if folder is None or not (folder / "summary.json").is_file():
-        return None
-    return artefacts.read_json(folder / "summary.json")
+    return artefacts.read_summary("toy", profile_name, folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run toy``: run Figures 1, 2, 5 and 6 and save their summary."""
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(prog="python -m companion run toy",
-                                     description="The toy experiments (paper Sec. 4.1, Apps. K and L).")
-    parser.add_argument("--profile", choices=profile.PROFILES,
-                        help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
-    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/toy/<profile>/ of the checkout)")
-    args = parser.parse_args(argv)
-    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
-        os.environ[profile.ENV_VAR] = args.profile
+    args = artefacts.command_line("toy", "The toy experiments (paper Sec. 4.1, Apps. K and L).", argv)
     run_artefact(args.profile, out=args.out)
     return 0

@@ -296,9 +296,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     """
     name = profile.active() if profile_name is None else profile_name
     cfg = config(name)
-    folder = Path(out) if out is not None else artefacts.directory("transformer", name)
-    if folder is None:
-        raise ValueError("this installation has no source checkout to keep artefacts in; pass an output folder")
+    folder = artefacts.output_folder("transformer", name, out)
     fp = artefacts.fingerprint(cfg)
     artefacts.resume(folder, list(specs(cfg)), range(cfg.seeds), fp,
                      lambda label, seeds: _train_to_json(cfg, label, seeds),
@@ -338,27 +336,17 @@ def _headline(result: Result) -> dict[str, Any]:
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Result | None:
     """The saved results of ``profile_name`` (``None`` when absent or incomplete)."""
     folder = folder or artefacts.directory("transformer", profile_name)
-    if folder is None or not (folder / "summary.json").is_file():
+    summary = artefacts.read_summary("transformer", profile_name, folder)
+    if summary is None:
         return None
-    saved = artefacts.read_json(folder / "summary.json")["config"]
+    saved = summary["config"]
     return _collect(Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}), folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run transformer``: run (or resume) the experiment and save its artefacts."""
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(
-        prog="python -m companion run transformer",
-        description="The transformer experiment (paper App. M, Fig. 7): results saved per variant and seed; "
-        "rerunning skips those already saved.",
-    )
-    parser.add_argument("--profile", choices=profile.PROFILES, help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
-    parser.add_argument("--out", type=Path, help="output folder (default: artefacts/transformer/<profile>/ of the checkout)")
-    parser.add_argument("--seeds-at-once", type=int, metavar="N", help="train N seeds together (default: all)")
-    args = parser.parse_args(argv)
-    if args.profile:  # the flag wins, also for what reads the profile itself (progress bars)
-        os.environ[profile.ENV_VAR] = args.profile
+    args = artefacts.command_line(
+        "transformer", "The transformer experiment (paper App. M, Fig. 7): results saved per variant and seed; "
+        "rerunning skips those already saved.", argv, seeds_at_once="train N seeds together (default: all)")
     run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
     return 0
