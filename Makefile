@@ -35,9 +35,10 @@ _build/.cache-key: $(SOURCES) requirements.lock _build/.profile
 	rm -rf _build/.jupyter_cache _build/.doctrees
 	mkdir -p _build && touch $@
 
+PROFILE_KEY := $(or $(COMPANION_PROFILE),default)
 _build/.profile: FORCE
 	@mkdir -p _build
-	@echo "$(or $(COMPANION_PROFILE),default)" | cmp -s - $@ || echo "$(or $(COMPANION_PROFILE),default)" > $@
+	@echo "$(PROFILE_KEY)" | cmp -s - $@ || echo "$(PROFILE_KEY)" > $@
 
 FORCE:
 

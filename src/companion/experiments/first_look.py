@@ -50,13 +50,12 @@ class Config:
         """The training set of ``target`` (:func:`companion.data.toy.make_1d`, seeded by ``data_seed``)."""
         return make_1d(target, n=self.n_train, noise=self.noise, seed=self.data_seed)
 
-    def grid(self, data: ToyData, reach: float | None = None, points: int | None = None) -> np.ndarray:
-        """``points`` (default ``grid_points``) inputs centred on the training interval, reaching
-        ``reach`` (default :attr:`reach`) of its half-widths on either side."""
-        reach = self.reach if reach is None else reach
+    def grid(self, data: ToyData) -> np.ndarray:
+        """``grid_points`` inputs centred on the training interval, reaching ``reach`` of its
+        half-widths on either side."""
         centre = sum(data.x_range) / 2
-        return np.linspace(centre - reach * data.half_width, centre + reach * data.half_width,
-                           self.grid_points if points is None else points)
+        return np.linspace(centre - self.reach * data.half_width, centre + self.reach * data.half_width,
+                           self.grid_points)
 
 
 #: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
