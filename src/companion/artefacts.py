@@ -14,6 +14,17 @@ Layout::
 
 The root is ``$COMPANION_ARTEFACTS`` when set, else the ``artefacts/`` folder of the source checkout
 this package was installed from (``None`` for an installation without a checkout, e.g. Colab).
+
+Guarantees (``tests/test_faults.py``):
+
+* the output folder is checked before any computation (:func:`output_folder`): a file, a folder that
+  cannot be written, a folder in use by another run, or a summary of another experiment or profile
+  is one clear error at once;
+* every file is written atomically (:func:`write_json`): readers never see a half-written file;
+* one run at a time writes into a folder (a lock held until the process exits);
+* before anything is trained, every saved run of the folder is checked against the configuration
+  and against how many seeds were trained together (:func:`resume`), so a resumed folder never mixes
+  results of different settings.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import numbers
 import os
 import platform
 import re
@@ -30,6 +42,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from companion import safe_files
 
 __all__ = [
     "ENV_VAR", "VERSIONED", "root", "directory", "output_folder", "read_summary", "command_line", "fingerprint",
@@ -59,10 +73,36 @@ def directory(experiment: str, profile: str) -> Path | None:
 
 
 def output_folder(experiment: str, profile: str, out: Path | str | None = None) -> Path:
-    """Where a run of ``experiment`` in ``profile`` writes: ``out``, else :func:`directory`."""
+    """Where a run of ``experiment`` in ``profile`` writes: ``out``, else :func:`directory`.
+
+    Checked before anything is computed: the folder is created, must be writable and must not hold
+    a summary of another experiment or profile; it is then locked for this process, so that a
+    second run into it fails at once instead of duplicating (and overwriting) the work.
+    """
     folder = Path(out) if out is not None else directory(experiment, profile)
     if folder is None:
         raise ValueError("this installation has no source checkout to keep artefacts in; pass an output folder (--out)")
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"the output folder {folder} is a file; pass a folder (--out) that is not a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with safe_files.temporary_path(folder / "write-test"):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"cannot write into the output folder {folder} ({error.strerror or type(error).__name__}); "
+            f"choose a writable folder (--out)"
+        ) from None
+    safe_files.claim(folder, f"the {experiment} output folder")
+    summary = folder / "summary.json"
+    if summary.is_file():
+        content = read_json(summary)
+        found = (content.get("experiment"), content.get("profile")) if isinstance(content, dict) else (None, None)
+        if found != (experiment, profile):
+            raise ValueError(
+                f"{summary} is the summary of {found[0] or 'something else'} ({found[1] or '?'} profile), not of "
+                f"{experiment} ({profile} profile); choose another output folder (--out) or move it away"
+            )
     return folder
 
 
@@ -71,7 +111,7 @@ def read_summary(experiment: str, profile: str, folder: Path | None = None) -> d
     folder = folder or directory(experiment, profile)
     if folder is None or not (folder / "summary.json").is_file():
         return None
-    return read_json(folder / "summary.json")
+    return _object(folder / "summary.json")
 
 
 def command_line(experiment: str, description: str, argv: Sequence[str] | None,
@@ -84,13 +124,16 @@ def command_line(experiment: str, description: str, argv: Sequence[str] | None,
     from companion import profile as profiles
 
     def positive(text: str) -> int:
-        value = int(text)
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
         if value < 1:
-            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
         return value
 
     parser = argparse.ArgumentParser(prog=f"python -m companion run {experiment}", description=description)
-    parser.add_argument("--profile", choices=profiles.PROFILES,
+    parser.add_argument("--profile", choices=profiles.PROFILES, type=profiles.normalise,
                         help="default: $COMPANION_PROFILE, else full on a GPU, else ci")
     parser.add_argument("--out", type=Path,
                         help=f"output folder (default: artefacts/{experiment}/<profile>/ of the checkout)")
@@ -152,9 +195,7 @@ def write_json(path: Path, content: dict[str, Any]) -> None:
     text = json.dumps(content, indent=2, sort_keys=False)
     text = re.sub(r"\[\s+([-+0-9.eE,\s]+?)\s+\]", lambda m: "[" + re.sub(r"\s+", " ", m.group(1)) + "]", text)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text + "\n")
-    os.replace(partial, path)
+    safe_files.atomic_write(path, text + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -163,6 +204,13 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"artefact {path} is not valid JSON ({error.msg}); delete it and rerun") from None
+
+
+def _object(path: Path) -> dict[str, Any]:
+    content = read_json(path)
+    if not isinstance(content, dict):
+        raise ValueError(f"artefact {path} holds a JSON {type(content).__name__}, not an object; delete it and rerun")
+    return content
 
 
 def run_path(folder: Path, method: str, seed: int) -> Path:
@@ -175,7 +223,7 @@ def load_run(folder: Path, method: str, seed: int, config_fingerprint: str) -> d
     path = run_path(folder, method, seed)
     if not path.is_file():
         return None
-    content = read_json(path)
+    content = _object(path)
     if content.get("config_fingerprint") != config_fingerprint:
         raise ValueError(
             f"{path} comes from another configuration (fingerprint {content.get('config_fingerprint')}, "
@@ -189,6 +237,32 @@ def save_run(folder: Path, method: str, seed: int, content: dict[str, Any], conf
     write_json(run_path(folder, method, seed), content | {"config_fingerprint": config_fingerprint})
 
 
+def _batches(seeds: Sequence[int], seeds_at_once: int) -> list[list[int]]:
+    """The fixed groups of seeds trained together: ``seeds`` cut into consecutive groups of
+    ``seeds_at_once`` (the last may be shorter), the same whichever runs are already saved."""
+    seeds = list(seeds)
+    return [seeds[start:start + seeds_at_once] for start in range(0, len(seeds), seeds_at_once)]
+
+
+def _check_batching(folder: Path, saved: dict[tuple[str, int], dict[str, Any]], batches: list[list[int]]) -> None:
+    """Raise unless every saved run was trained together with the seeds this run would train it with.
+
+    vmapping a different number of seeds changes the floating-point rounding of every update,
+    which long training amplifies (see :mod:`companion.train`); a folder must not mix batchings.
+    """
+    group = {seed: batch for batch in batches for seed in batch}
+    for (method, seed), content in saved.items():
+        together = (content.get("provenance") or {}).get("trained_with_seeds")
+        if together is not None and list(together) != group[seed]:
+            sizes = sorted({len((c.get("provenance") or {}).get("trained_with_seeds") or [0]) for c in saved.values()})
+            raise ValueError(
+                f"{run_path(folder, method, seed)} was trained together with seeds {list(together)}, but this run "
+                f"trains {len(batches[0])} seed(s) at a time (seeds {group[seed]}); the number of seeds trained "
+                f"together changes results by rounding, so one folder must not mix them: rerun with "
+                f"--seeds-at-once {max(sizes)} (as the saved runs) or choose another output folder"
+            )
+
+
 def resume(
     folder: Path,
     methods: Sequence[str],
@@ -200,21 +274,33 @@ def resume(
     """Train every (method, seed) without a saved run, ``seeds_at_once`` seeds per call of ``train``.
 
     ``train(method, seeds)`` returns one JSON-ready dict per seed; each is saved as soon as its
-    call returns, with the :func:`provenance` of that call and the seeds trained together.
+    call returns, with the :func:`provenance` of that call and the seeds trained together. Seeds
+    are trained in fixed groups (``seeds`` cut into groups of ``seeds_at_once``), so a resumed run
+    trains every seed exactly as an uninterrupted one. Before anything is trained, every saved run
+    of ``methods`` is checked: another configuration, or the same seed trained in another group
+    (another ``seeds_at_once``), is an error at once.
     """
-    if not (isinstance(seeds_at_once, int) and seeds_at_once >= 1):
+    if isinstance(seeds_at_once, bool) or not (isinstance(seeds_at_once, numbers.Integral) and seeds_at_once >= 1):
         raise ValueError(f"seeds_at_once must be a positive integer, got {seeds_at_once!r}")
+    batches = _batches(seeds, int(seeds_at_once))
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    safe_files.claim(Path(folder), "the output folder")
+    saved = {(m, s): c for m in methods for s in seeds if (c := load_run(folder, m, s, config_fingerprint)) is not None}
+    if len(saved) < len(methods) * len(seeds):
+        _check_batching(Path(folder), saved, batches)
     for method in methods:
-        todo = [s for s in seeds if load_run(folder, method, s, config_fingerprint) is None]
-        if not todo:
+        if all((method, s) in saved for s in seeds):
             print(f"{method}: all {len(seeds)} seeds already in {folder}", flush=True)
-        for start in range(0, len(todo), seeds_at_once):
-            batch = todo[start:start + seeds_at_once]
+        for batch in batches:
+            todo = [s for s in batch if (method, s) not in saved]
+            if not todo:
+                continue
             origin = provenance() | {"trained_with_seeds": batch}
             contents = train(method, batch)
             for seed, content in zip(batch, contents, strict=True):
-                save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
-            print(f"{method}: seed(s) {batch} saved", flush=True)
+                if seed in todo:
+                    save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
+            print(f"{method}: seed(s) {todo} saved", flush=True)
 
 
 # ---- what the book's status page lists: every saved result with its provenance -----------------
