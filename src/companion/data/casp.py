@@ -14,6 +14,13 @@ Where the file comes from (:func:`locate`):
 Every read checks the columns, the number of rows and the SHA-256 of the published file, so a
 truncated download, an edited copy or another data set fails loudly instead of changing results.
 
+The cache is safe under faults (``tests/test_faults.py``): the file is extracted to a unique
+temporary name and renamed into place only once it passed the checks, so an interrupted download
+or extraction (Ctrl-C, a full disk) never leaves a damaged ``CASP.csv``; concurrent first loads
+(several notebooks or processes at once) wait for one download under a lock on the cache folder;
+a damaged file found in the cache is downloaded again; a download that stalls or trickles stops
+after an overall deadline.
+
 The split (:func:`split`) is the paper's: proteins with surface area ``F1 < 20,000`` are in
 domain, a random 90% of them (40,132 rows) train the models and the other 10% are the in-domain
 validation set; the 1,139 proteins with ``F1 > 20,000`` are the out-of-domain (OOD) set.
@@ -27,6 +34,8 @@ import hashlib
 import logging
 import os
 import shutil
+import time
+import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,11 +43,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from companion import safe_files
 from companion.data import ENV_VAR, data_dir
 
 __all__ = [
     "AREA", "COLUMNS", "FEATURES", "FILENAME", "N_ROWS", "SHA256", "TARGET", "URL",
-    "CaspSplit", "download", "load", "locate", "read", "split", "validate",
+    "CaspSplit", "DEADLINE", "download", "load", "locate", "read", "split", "validate",
 ]
 
 FILENAME = "CASP.csv"
@@ -55,6 +65,8 @@ COLUMNS = (TARGET, *FEATURES)
 #: Total surface area, the feature that defines the out-of-domain set.
 AREA = "F1"
 N_ROWS = 45_730
+#: Longest a download may take overall (seconds), however slowly the bytes trickle in.
+DEADLINE = 900.0
 
 
 def _sha256(path: Path) -> str:
@@ -90,7 +102,10 @@ def read(path: str | os.PathLike[str], sha256: str | None = SHA256) -> pd.DataFr
             f"and download it again"
         ) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    validate(frame, source=str(path))
+    try:
+        validate(frame, source=str(path))
+    except ValueError as error:
+        raise ValueError(f"{error}; delete it and download it again (or replace it with the published file)") from None
     if sha256 is not None and (actual := _sha256(path)) != sha256:
         raise ValueError(
             f"{path} is not the published {FILENAME} (SHA-256 {actual[:12]}..., expected "
@@ -99,25 +114,51 @@ def read(path: str | os.PathLike[str], sha256: str | None = SHA256) -> pd.DataFr
     return frame
 
 
+def _user_folder() -> bool:
+    return bool(os.environ.get(ENV_VAR, "").strip())
+
+
 def locate(download_missing: bool = True) -> Path:
-    """Path of ``CASP.csv``: ``$COMPANION_DATA_DIR`` if set, else the user cache (downloading it)."""
+    """Path of ``CASP.csv``: ``$COMPANION_DATA_DIR`` if set, else the user cache (downloading it).
+
+    Concurrent first calls are safe: the download runs under a lock on the cache folder, and the
+    processes that waited for it find the file in place.
+    """
     directory = data_dir()
     path = directory / FILENAME
     if path.is_file():
         return path
-    if os.environ.get(ENV_VAR, "").strip():
+    if _user_folder():
         raise FileNotFoundError(
             f"${ENV_VAR} points at {directory}, which has no {FILENAME}; put the file there "
             f"(UCI data set 265) or unset ${ENV_VAR} to download it into the user cache"
         )
     if not download_missing:
         raise FileNotFoundError(f"{FILENAME} is not in the user cache {directory} yet")
-    return download(directory=directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with safe_files.locked(directory):
+        if path.is_file():  # another process downloaded it while this one waited
+            return path
+        return download(URL, directory, sha256=SHA256)
 
 
 def load() -> pd.DataFrame:
-    """The checked protein data set as a ``DataFrame`` with columns ``RMSD, F1..F9``."""
-    return read(locate())
+    """The checked protein data set as a ``DataFrame`` with columns ``RMSD, F1..F9``.
+
+    A damaged file in the user cache is replaced by a fresh download (said in one printed line);
+    a damaged file in ``$COMPANION_DATA_DIR`` is an error that says how to fix it.
+    """
+    path = locate()
+    try:
+        return read(path, sha256=SHA256)
+    except ValueError as error:
+        if _user_folder():
+            raise
+        print(f"the cached {FILENAME} is damaged ({str(error).split(';')[0]}); downloading it again", flush=True)
+    with safe_files.locked(path.parent):
+        with contextlib.suppress(ValueError, FileNotFoundError):
+            return read(path, sha256=SHA256)  # another process repaired it meanwhile
+        return read(download(URL, path.parent, sha256=SHA256), sha256=SHA256)
 
 
 @contextlib.contextmanager
@@ -134,16 +175,42 @@ def _quiet_pooch() -> Iterator[None]:
         logger.setLevel(level)
 
 
+class _DeadlineDownloader:
+    """A pooch downloader that stops a download after ``deadline`` seconds in all (pooch's own
+    ``timeout`` bounds each network read, so a server trickling bytes would never stop)."""
+
+    def __init__(self, timeout: float, deadline: float) -> None:
+        self.timeout, self.deadline = timeout, deadline
+
+    def __call__(self, url: str, output_file: str, pooch_object: object) -> None:
+        import requests
+
+        stop = time.monotonic() + self.deadline
+        with requests.get(url, stream=True, timeout=self.timeout) as response, open(output_file, "wb") as sink:
+            response.raise_for_status()
+            while chunk := response.raw.read1(1 << 16):
+                sink.write(chunk)
+                if time.monotonic() > stop:
+                    raise TimeoutError(
+                        f"the download from {url} did not finish within {self.deadline:.0f} s (too slow); "
+                        f"try again later, or download the file by hand and set ${ENV_VAR} to its folder"
+                    )
+
+
 def download(
     url: str | None = None,
     directory: str | os.PathLike[str] | None = None,
     sha256: str | None = SHA256,
     timeout: float = 60.0,
+    deadline: float | None = None,
 ) -> Path:
     """Download the UCI archive from ``url`` (default :data:`URL`), keep its ``CASP.csv`` in ``directory`` and check it.
 
     The archive's own checksum is not published, so the check is on the extracted ``CASP.csv``
-    (``sha256``). Nothing is left behind when the download fails or the file is corrupt.
+    (``sha256``). ``timeout`` bounds each network read, ``deadline`` (default :data:`DEADLINE`)
+    the whole download. The archive and the extracted file live under unique temporary names
+    until the file passed its checks and is renamed into place: nothing is left behind, and no
+    existing ``CASP.csv`` is touched, when the download fails, is interrupted or is corrupt.
     """
     import pooch
     import requests
@@ -151,36 +218,32 @@ def download(
     url = url or URL
     directory = Path(directory) if directory is not None else data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    archive = directory / "casp-download.zip"
     target = directory / FILENAME
-    archive.unlink(missing_ok=True)
+    downloader = _DeadlineDownloader(timeout, DEADLINE if deadline is None else deadline)
+    archive = directory / f".casp-download-{os.getpid()}-{uuid.uuid4().hex[:8]}.zip"  # pooch's file name
     try:
         with _quiet_pooch():
-            pooch.retrieve(
-                url, known_hash=None, fname=archive.name, path=directory,
-                downloader=pooch.HTTPDownloader(progressbar=False, timeout=timeout),
-            )
-        with zipfile.ZipFile(archive) as bundle:
+            pooch.retrieve(url, known_hash=None, fname=archive.name, path=directory, downloader=downloader)
+        with zipfile.ZipFile(archive) as bundle, safe_files.temporary_path(target) as extracted:
             members = [m for m in bundle.namelist() if Path(m).name == FILENAME]
             if not members:
                 raise ValueError(f"the archive from {url} has no {FILENAME}; it holds {bundle.namelist()}")
-            with bundle.open(members[0]) as source, open(target, "wb") as sink:
+            with bundle.open(members[0]) as source, open(extracted, "wb") as sink:
                 shutil.copyfileobj(source, sink)
-        read(target, sha256=sha256)
+            try:
+                read(extracted, sha256=sha256)
+            except ValueError as error:
+                raise ValueError(str(error).replace(str(extracted), f"the {FILENAME} downloaded from {url}")) from None
+            os.replace(extracted, target)
     except requests.exceptions.RequestException as error:
-        target.unlink(missing_ok=True)
         raise ConnectionError(
             f"could not download {FILENAME} from {url} ({type(error).__name__}); check the internet "
             f"connection, or download the file by hand and set ${ENV_VAR} to its folder"
         ) from None
     except zipfile.BadZipFile:
-        target.unlink(missing_ok=True)
         raise ValueError(
             f"the download from {url} is not a valid zip archive (corrupt or incomplete); try again"
         ) from None
-    except ValueError:
-        target.unlink(missing_ok=True)
-        raise
     finally:
         archive.unlink(missing_ok=True)
     return target
