@@ -3,14 +3,23 @@
 :func:`fit` trains ``len(seeds)`` independent copies of a network on the same data, as one compiled
 program: parameters carry a leading seeds axis, the epoch loop is a ``jax.lax.scan``, and the whole
 thing is ``jax.vmap``-ed over seeds and ``jax.jit``-ed. Runs are deterministic given the seeds (each
-seed fixes the initialisation and, for mini-batches, the shuffling) and identical to training each
-seed on its own (tested).
+seed fixes the initialisation and, for mini-batches, the shuffling) and the number of seeds trained
+together. They equal training each seed on its own only up to floating-point rounding: XLA compiles
+a batch of seeds into differently ordered sums, so one epoch differs by about 1e-7 relative (the
+test allows 2e-5 after 50 epochs), and long training can amplify that like any change of the last
+bit (a few 1e-2 in R^2 on far-away inputs after hundreds of epochs). Saved runs therefore record
+the seeds trained together, and :func:`companion.artefacts.resume` never mixes batchings in one
+folder.
 
 :func:`fit_variants` goes one step further for networks that differ only in where their
 parameter-free LayerNorms sit (the paper's "no LN / LN first / LN second / LN every" heads): all
 variants share one parameter tree, so variants x seeds runs, each with its own learning rate, are
 one ``vmap`` and one compiled program (:class:`companion.models.MLP` takes the LayerNorm positions
-as data). It equals calling :func:`fit` once per variant (tested).
+as data). It equals calling :func:`fit` once per variant, up to the same rounding (tested).
+
+Both check their input (shapes, NaN, infinity, values too large for the dtype, numbers of the
+right kind, including numpy scalars) and their output: a run whose final parameters or training
+predictions are not finite raises ``FloatingPointError`` instead of returning a diverged network.
 
 The loss is the mean squared error ``mean_i (f(x_i) - y_i)^2``, PyTorch's ``MSELoss``, which the
 paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only rescales the learning
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -53,11 +63,20 @@ OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
 
 
 def _check_learning_rate(learning_rate: object) -> float:
-    if isinstance(learning_rate, bool) or not (
-        isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)
+    if isinstance(learning_rate, (bool, np.bool_)) or not (
+        isinstance(learning_rate, numbers.Real) and learning_rate > 0 and math.isfinite(learning_rate)
     ):
         raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
     return float(learning_rate)
+
+
+def _positive_int(value: object, name: str, allow_none: bool = False) -> int | None:
+    """``value`` as an ``int`` if it is a positive integer (numpy integers too), else a clear error."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None (full batch)' if allow_none else ''}, got {value!r}")
+    return int(value)
 
 
 def _check_optimizer_name(optimizer: object) -> str:
@@ -105,7 +124,7 @@ class TrainResult:
 
         For a sequence model, ``x`` of shape ``(n, T, 1)`` gives ``(len(seeds), n, T)``.
         """
-        x = jnp.asarray(x, dtype=jax.tree_util.tree_leaves(self.params)[0].dtype)
+        x = _as_array(x, jax.tree_util.tree_leaves(self.params)[0].dtype, "inputs")
         _check_inputs(self.model, x)
         return np.asarray(_predict(self.model, self.params, self.state, x))
 
@@ -129,12 +148,27 @@ def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
     raise TypeError(f"expected an MLPSpec or a flax module, got {type(model).__name__}")
 
 
+def _as_array(values: np.typing.ArrayLike, dtype: Any, what: str) -> jax.Array:
+    """``values`` in ``dtype``; finite values too large for it are an error, not a silent infinity."""
+    raw, limit = np.asarray(values), float(np.finfo(dtype).max)
+    if raw.dtype.kind == "f" and raw.size and float(np.finfo(raw.dtype).max) > limit:
+        largest = float(np.max(np.abs(raw), initial=0.0, where=np.isfinite(raw)))
+        if largest > limit:
+            raise ValueError(
+                f"{what} reach {largest:.3g}, too large for {np.dtype(dtype).name} (largest {limit:.3g}); "
+                f"rescale them or use dtype=jax.numpy.float64"
+            )
+    return jnp.asarray(values, dtype=dtype)
+
+
 def _check_data(
     x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any, module: nn.Module | None = None
 ) -> tuple[jax.Array, jax.Array]:
-    x = jnp.asarray(x, dtype=dtype)
-    y = jnp.asarray(y, dtype=dtype)
+    x = _as_array(x, dtype, "inputs")
+    y = _as_array(y, dtype, "targets")
     _check_inputs(module, x)
+    if x.ndim >= 2 and x.shape[-1] == 0:
+        raise ValueError(f"inputs have shape {tuple(x.shape)}: no features; give at least one feature per point")
     if x.ndim == 2 and y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.shape != x.shape[:-1]:
@@ -148,17 +182,17 @@ def _check_data(
     return x, y
 
 
-def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | None) -> tuple[int, ...]:
+def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | None) -> tuple[tuple[int, ...], int, int | None]:
+    seeds = tuple(seeds)
+    bad = [s for s in seeds if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**32]
+    if bad:
+        raise ValueError(f"seeds must be integers from 0 to 2**32 - 1, got {bad[0]!r}")
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise ValueError("give at least one seed")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive integer or None (full batch), got {batch_size!r}")
-    return seeds
+    return seeds, _positive_int(epochs, "epochs"), _positive_int(batch_size, "batch_size", allow_none=True)
 
 
 def _train(
@@ -235,10 +269,23 @@ def _seed_keys(seeds: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     return jax.vmap(jax.random.split, out_axes=1)(keys)
 
 
-def _check_finite(loss_curve: np.ndarray, runs: Sequence[str]) -> None:
-    if not np.all(np.isfinite(loss_curve[:, -1])):
-        bad = [r for r, l in zip(runs, loss_curve[:, -1]) if not np.isfinite(l)]
-        raise FloatingPointError(f"training diverged (non-finite loss) for {', '.join(bad)}; lower the learning rate")
+def _check_finite(loss_curve: np.ndarray, results: Sequence[TrainResult], x: jax.Array, runs: Sequence[str]) -> None:
+    """Raise unless every run's recorded losses, final parameters and final training predictions are
+    finite (the last recorded loss comes before the last update, which can still diverge)."""
+    ok = np.isfinite(loss_curve[:, -1])
+    rows = 0
+    for result in results:
+        n = len(result.seeds)
+        leaves = jax.tree_util.tree_leaves(result.params)
+        finite_params = np.all([np.asarray(jnp.all(jnp.isfinite(leaf.reshape(n, -1)), axis=1)) for leaf in leaves], axis=0)
+        pred = _predict(result.model, result.params, result.state, x).reshape(n, -1)
+        ok[rows:rows + n] &= finite_params & np.asarray(jnp.all(jnp.isfinite(pred), axis=1))
+        rows += n
+    if not np.all(ok):
+        bad = [r for r, good in zip(runs, ok) if not good]
+        raise FloatingPointError(
+            f"training diverged (non-finite loss, weights or predictions) for {', '.join(bad)}; lower the learning rate"
+        )
 
 
 def fit(
@@ -274,7 +321,7 @@ def fit(
     """
     module = _as_model(model)
     x, y = _check_data(x, y, dtype, module)
-    seeds = _check_run_arguments(seeds, epochs, batch_size)
+    seeds, epochs, batch_size = _check_run_arguments(seeds, epochs, batch_size)
     tx = make_optimizer(optimizer, learning_rate)
     init_keys, data_keys = _seed_keys(seeds)
     variables = jax.vmap(lambda k: dict(module.init(k, x[:1])))(init_keys)
@@ -292,8 +339,9 @@ def fit(
         params, variables, jnp.zeros(len(seeds)), data_keys, x, y,
         epochs=epochs, batch_size=batch_size, desc=desc or f"training {len(seeds)} seed(s)",
     )
-    _check_finite(loss_curve, [f"seed {s}" for s in seeds])
-    return TrainResult(model=module, params=params, losses=loss_curve, seeds=seeds, state=model_state)
+    result = TrainResult(model=module, params=params, losses=loss_curve, seeds=seeds, state=model_state)
+    _check_finite(loss_curve, [result], x, [f"seed {s}" for s in seeds])
+    return result
 
 
 def fit_variants(
@@ -328,14 +376,14 @@ def fit_variants(
             raise ValueError("fit_variants needs parameter-free LayerNorms (ln_affine=False)")
         if spec.norm != "layernorm":
             raise ValueError("fit_variants trains LayerNorm placements; train BatchNorm networks with fit")
-    rates = [learning_rates] * len(specs) if isinstance(learning_rates, (int, float)) else list(learning_rates)
+    rates = [learning_rates] * len(specs) if isinstance(learning_rates, numbers.Real) else list(learning_rates)
     if len(rates) != len(specs):
         raise ValueError(f"give one learning rate per variant: {len(specs)} variants, {len(rates)} learning rates")
     rates = [_check_learning_rate(r) for r in rates]
     make = OPTIMIZERS[_check_optimizer_name(optimizer)]
     module = MLP(base)
     x, y = _check_data(x, y, dtype)
-    seeds = _check_run_arguments(seeds, epochs, batch_size)
+    seeds, epochs, batch_size = _check_run_arguments(seeds, epochs, batch_size)
     n_seeds, n_variants = len(seeds), len(specs)
 
     # Runs are ordered variant-major: run v * n_seeds + s is variant v with seed s.
@@ -355,7 +403,6 @@ def fit_variants(
         epochs=epochs, batch_size=batch_size,
         desc=desc or f"training {n_variants} variants x {n_seeds} seed(s)",
     )
-    _check_finite(loss_curve, [f"{spec.label} seed {s}" for spec in specs for s in seeds])
     results = []
     for v, spec in enumerate(specs):
         rows = slice(v * n_seeds, (v + 1) * n_seeds)
@@ -365,4 +412,5 @@ def fit_variants(
             losses=loss_curve[rows],
             seeds=seeds,
         ))
+    _check_finite(loss_curve, results, x, [f"{spec.label} seed {s}" for spec in specs for s in seeds])
     return results
