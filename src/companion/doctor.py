@@ -1,14 +1,16 @@
 """``python -m companion doctor``: is this environment able to run the book?
 
-Prints the versions of the stack, the devices JAX sees, the active profile, the data directory and
-whether neural-tangents imports through :mod:`companion.nt`. Exits with status 1 when something is
-broken, and says how to fix it.
+Prints the versions of the stack, the devices JAX sees, the active profile, the data directory
+(and checks the protein data file when it is there) and whether neural-tangents imports through
+:mod:`companion.nt`. Exits with status 1 when something is broken, and says how to fix it. It
+always prints its report: a check that crashes is reported as a failed check.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import os
 import platform
 import sys
 from collections.abc import Callable
@@ -74,6 +76,14 @@ def _python() -> Check:
     return Check("python", ok, version + note, "" if ok else "use Python 3.11 (see README)")
 
 
+def _jax_platforms_fix() -> str:
+    platforms = os.environ.get("JAX_PLATFORMS", "").strip()
+    if platforms:
+        return (f"$JAX_PLATFORMS={platforms} asks for a backend JAX cannot start here: unset it (or set it to cpu), "
+                f"or install the matching jaxlib (see README)")
+    return "pip install --no-deps -r requirements.lock"
+
+
 def _jax() -> Check:
     try:
         import jax
@@ -85,7 +95,7 @@ def _jax() -> Check:
             return Check("jax", False, f"a 4x4 matrix product gave {value}, expected 64", "reinstall jaxlib")
         return Check("jax", True, f"devices: {devices}; x64 {'on' if jax.config.jax_enable_x64 else 'off'}")
     except Exception as error:  # report, do not crash: this is a diagnostic tool
-        return Check("jax", False, f"{type(error).__name__}: {error}", "pip install --no-deps -r requirements.lock")
+        return Check("jax", False, f"{type(error).__name__}: {error}".rstrip(": "), _jax_platforms_fix())
 
 
 def _profile() -> Check:
@@ -93,18 +103,43 @@ def _profile() -> Check:
 
     try:
         name = profile.active()
+    except profile.UnknownProfileError as error:
+        return Check("profile", False, str(error), f"unset ${profile.ENV_VAR} or set it to ci or full")
+    except Exception as error:  # the default needs JAX's devices; a broken JAX is reported by the jax check
+        return Check("profile", False, f"cannot choose the default profile: {type(error).__name__}: {error}",
+                     f"fix the jax check above, or set ${profile.ENV_VAR}=ci or full")
+    try:
         bars = "on" if progress.enabled() else "off"
     except ValueError as error:
-        return Check("profile", False, str(error), f"unset ${profile.ENV_VAR} or set it to ci or full")
+        return Check("profile", False, str(error), f"unset ${progress.ENV_VAR} or set it to 1 or 0")
     return Check("profile", True, f"{name} (${profile.ENV_VAR}); progress bars {bars}")
 
 
 def _data() -> Check:
     from companion import data
+    from companion.data import casp
 
     path = data.data_dir()
-    state = "exists" if path.is_dir() else "not created yet (downloads will create it)"
-    return Check("data", True, f"{path} [{state}] (${data.ENV_VAR})")
+    chosen = bool(os.environ.get(data.ENV_VAR, "").strip())
+    where = f"{path} (${data.ENV_VAR})"
+    if path.exists() and not path.is_dir():
+        return Check("data", False, f"{where} is a file, not a folder", f"point ${data.ENV_VAR} at the folder that holds {casp.FILENAME}")
+    if not path.is_dir():
+        if chosen:
+            return Check("data", False, f"{where} does not exist",
+                         f"create it and put {casp.FILENAME} there, or unset ${data.ENV_VAR} to download into the user cache")
+        return Check("data", True, f"{where} [not created yet (downloads will create it)]")
+    csv = path / casp.FILENAME
+    if not csv.exists():
+        note = "no CASP.csv: the protein chapter will fail" if chosen else "CASP.csv will be downloaded on first use"
+        return Check("data", True, f"{where} [exists; {note}]")
+    try:
+        casp.read(csv)
+    except (ValueError, OSError) as error:
+        fix = (f"replace {csv} with the published file (UCI data set 265)" if chosen
+               else f"delete {csv}; it is downloaded again on first use")
+        return Check("data", False, str(error).split(";")[0], fix)
+    return Check("data", True, f"{where} [exists; {casp.FILENAME} checked]")
 
 
 def _neural_tangents() -> Check:
@@ -129,15 +164,28 @@ def _neural_tangents() -> Check:
 CHECKS: tuple[Callable[[], Check], ...] = (_python, _versions, _jax, _profile, _data, _neural_tangents)
 
 
+def _run(check: Callable[[], Check]) -> Check:
+    name = check.__name__.strip("_").replace("_", "-")
+    try:
+        return check()
+    except Exception as error:  # a diagnostic tool reports, it does not crash
+        return Check(name, False, f"the check itself failed: {type(error).__name__}: {error}",
+                     "pip install --no-deps -r requirements.lock")
+
+
 def run_checks() -> list[Check]:
     """Run every check; never raises."""
-    return [check() for check in CHECKS]
+    return [_run(check) for check in CHECKS]
 
 
 def main() -> int:
     """Print the report; return 0 when every check passed, else 1."""
     checks = run_checks()
-    print(f"companion doctor (layernorm-companion {importlib.metadata.version('layernorm-companion')})")
+    try:
+        version = importlib.metadata.version("layernorm-companion")
+    except importlib.metadata.PackageNotFoundError:
+        version = "not installed, imported from source"
+    print(f"companion doctor (layernorm-companion {version})")
     for check in checks:
         print(f"  [{'ok' if check.ok else 'FAIL'}] {check.name:16s} {check.detail}")
         if not check.ok:

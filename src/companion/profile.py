@@ -17,7 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import TypeVar
 
-__all__ = ["ENV_VAR", "PROFILES", "active", "select", "UnknownProfileError"]
+__all__ = ["ENV_VAR", "PROFILES", "active", "select", "normalise", "UnknownProfileError"]
 
 ENV_VAR = "COMPANION_PROFILE"
 PROFILES = ("ci", "full")
@@ -30,7 +30,7 @@ class UnknownProfileError(ValueError):
 
 
 def _check(name: str, source: str) -> str:
-    value = name.strip().lower()
+    value = normalise(name)
     if value not in PROFILES:
         raise UnknownProfileError(
             f"{source} is {name!r}, but the profile must be one of {', '.join(PROFILES)}; "
@@ -39,10 +39,24 @@ def _check(name: str, source: str) -> str:
     return value
 
 
+def normalise(name: str) -> str:
+    """A profile name as the switch reads it: ``" CI "`` -> ``"ci"`` (what ``--profile`` accepts)."""
+    return name.strip().lower()
+
+
 def _jax_sees_gpu() -> bool:
     import jax
 
-    return any(device.platform in ("gpu", "cuda", "rocm") for device in jax.devices())
+    try:
+        devices = jax.devices()
+    except Exception as error:  # e.g. JAX_PLATFORMS=cuda on a machine without a GPU: a bare AssertionError
+        platforms = os.environ.get("JAX_PLATFORMS", "")
+        raise RuntimeError(
+            f"JAX cannot start {'the backend $JAX_PLATFORMS=' + platforms if platforms else 'a device'} "
+            f"({type(error).__name__}{': ' + str(error) if str(error) else ''}); "
+            + ("unset $JAX_PLATFORMS or set it to cpu" if platforms else "run `python -m companion doctor`")
+        ) from error
+    return any(device.platform in ("gpu", "cuda", "rocm") for device in devices)
 
 
 def active() -> str:
