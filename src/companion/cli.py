@@ -1,12 +1,25 @@
-"""Command line of the companion package: ``python -m companion <command>``."""
+"""Command line of the companion package: ``python -m companion <command>``.
+
+Expected errors (a bad option, a missing data file, an output folder in use, a diverged run) are
+printed as one line, ``python -m companion: error: ...``, and the command exits with status 1;
+``COMPANION_TRACEBACK=1`` shows the full traceback instead. Ctrl-C exits with status 130 and says
+how to resume.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-__all__ = ["main", "EXPERIMENTS"]
+__all__ = ["main", "EXPERIMENTS", "EXPECTED_ERRORS", "TRACEBACK_ENV_VAR"]
+
+#: Set to 1 to see the traceback of an expected error instead of its one-line message.
+TRACEBACK_ENV_VAR = "COMPANION_TRACEBACK"
+#: What bad input and a broken environment raise, each with an actionable message (the package's
+#: checks raise these; RuntimeError covers a folder in use and JAX failing to start its device).
+EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, RuntimeError)
 
 #: ``python -m companion run <name> [options]``: each experiment's module, whose ``main(argv)``
 #: parses the options and runs it. One line per experiment.
@@ -32,10 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         from companion import doctor
 
         return doctor.main()
-    if args.command == "run":
+    try:
         return importlib.import_module(EXPERIMENTS[args.experiment]).main(args.options)
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover (argparse rejects it first)
-    return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; saved runs are kept, run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as error:
+        if os.environ.get(TRACEBACK_ENV_VAR, "").strip() not in ("", "0"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{parser.prog}: error: {message} (${TRACEBACK_ENV_VAR}=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m companion run faces",
         description="The face-age experiment (paper Sec. 4.3): Table 2 and Figure 4, saved as a JSON artefact.",
     )
-    parser.add_argument("--profile", choices=profile.PROFILES, default=None,
+    parser.add_argument("--profile", choices=profile.PROFILES, type=profile.normalise, default=None,
                         help="full: UTKFace, 250 seeds; ci: the synthetic stand-in (default: the active profile)")
     parser.add_argument("--images", type=Path, help="UTKFace.tar.gz or the folder of its images (full profile)")
     parser.add_argument("--out", type=Path, help="where to write the JSON artefact (default: data_dir()/results/faces-<profile>.json)")
