@@ -23,8 +23,8 @@ Guarantees (``tests/test_faults.py``):
 * every file is written atomically (:func:`write_json`): readers never see a half-written file;
 * one run at a time writes into a folder (a lock held until the process exits);
 * before anything is trained, every saved run of the folder is checked against the configuration
-  and against how many seeds were trained together (:func:`resume`), so a resumed folder never mixes
-  results of different settings.
+  and against how many seeds were trained at a time (:func:`resume`), so a resumed folder never
+  mixes results of different settings.
 """
 
 from __future__ import annotations
@@ -237,30 +237,16 @@ def save_run(folder: Path, method: str, seed: int, content: dict[str, Any], conf
     write_json(run_path(folder, method, seed), content | {"config_fingerprint": config_fingerprint})
 
 
-def _batches(seeds: Sequence[int], seeds_at_once: int) -> list[list[int]]:
-    """The fixed groups of seeds trained together: ``seeds`` cut into consecutive groups of
-    ``seeds_at_once`` (the last may be shorter), the same whichever runs are already saved."""
-    seeds = list(seeds)
-    return [seeds[start:start + seeds_at_once] for start in range(0, len(seeds), seeds_at_once)]
+def _saved_batching(saved: dict[tuple[str, int], dict[str, Any]]) -> int | None:
+    """How many seeds at a time the saved runs were trained with (``None`` for an empty folder).
 
-
-def _check_batching(folder: Path, saved: dict[tuple[str, int], dict[str, Any]], batches: list[list[int]]) -> None:
-    """Raise unless every saved run was trained together with the seeds this run would train it with.
-
-    vmapping a different number of seeds changes the floating-point rounding of every update,
-    which long training amplifies (see :mod:`companion.train`); a folder must not mix batchings.
-    """
-    group = {seed: batch for batch in batches for seed in batch}
-    for (method, seed), content in saved.items():
-        together = (content.get("provenance") or {}).get("trained_with_seeds")
-        if together is not None and list(together) != group[seed]:
-            sizes = sorted({len((c.get("provenance") or {}).get("trained_with_seeds") or [0]) for c in saved.values()})
-            raise ValueError(
-                f"{run_path(folder, method, seed)} was trained together with seeds {list(together)}, but this run "
-                f"trains {len(batches[0])} seed(s) at a time (seeds {group[seed]}); the number of seeds trained "
-                f"together changes results by rounding, so one folder must not mix them: rerun with "
-                f"--seeds-at-once {max(sizes)} (as the saved runs) or choose another output folder"
-            )
+    Runs record it (``seeds_at_once`` in their provenance); for runs saved before that, it is the
+    largest group of seeds trained together."""
+    origins = [c.get("provenance") or {} for c in saved.values()]
+    recorded = {o["seeds_at_once"] for o in origins if "seeds_at_once" in o}
+    legacy = [len(o.get("trained_with_seeds") or ()) for o in origins if "seeds_at_once" not in o]
+    values = recorded | ({max(legacy)} if legacy and max(legacy) > 0 else set())
+    return max(values) if values else None
 
 
 def resume(
@@ -269,38 +255,44 @@ def resume(
     seeds: Sequence[int],
     config_fingerprint: str,
     train: Callable[[str, list[int]], list[dict[str, Any]]],
-    seeds_at_once: int,
+    seeds_at_once: int | None,
+    default_seeds_at_once: int = 1,
 ) -> None:
     """Train every (method, seed) without a saved run, ``seeds_at_once`` seeds per call of ``train``.
 
     ``train(method, seeds)`` returns one JSON-ready dict per seed; each is saved as soon as its
-    call returns, with the :func:`provenance` of that call and the seeds trained together. Seeds
-    are trained in fixed groups (``seeds`` cut into groups of ``seeds_at_once``), so a resumed run
-    trains every seed exactly as an uninterrupted one. Before anything is trained, every saved run
-    of ``methods`` is checked: another configuration, or the same seed trained in another group
-    (another ``seeds_at_once``), is an error at once.
+    call returns, with the :func:`provenance` of that call, the seeds trained together and
+    ``seeds_at_once``. Before anything is trained, every saved run of ``methods`` is checked:
+    another configuration is an error at once, and so is another ``seeds_at_once`` (vmapping
+    another number of seeds changes results by rounding, see :mod:`companion.train`; one folder
+    must not mix them). ``seeds_at_once=None`` continues with the folder's value, or
+    ``default_seeds_at_once`` for a new folder.
     """
-    if isinstance(seeds_at_once, bool) or not (isinstance(seeds_at_once, numbers.Integral) and seeds_at_once >= 1):
+    if seeds_at_once is not None and (isinstance(seeds_at_once, bool) or not (
+            isinstance(seeds_at_once, numbers.Integral) and seeds_at_once >= 1)):
         raise ValueError(f"seeds_at_once must be a positive integer, got {seeds_at_once!r}")
-    batches = _batches(seeds, int(seeds_at_once))
     Path(folder).mkdir(parents=True, exist_ok=True)
     safe_files.claim(Path(folder), "the output folder")
     saved = {(m, s): c for m in methods for s in seeds if (c := load_run(folder, m, s, config_fingerprint)) is not None}
-    if len(saved) < len(methods) * len(seeds):
-        _check_batching(Path(folder), saved, batches)
+    before = _saved_batching(saved)
+    batch_size = int(seeds_at_once or before or default_seeds_at_once)
+    if before is not None and batch_size != before and len(saved) < len(methods) * len(seeds):
+        raise ValueError(
+            f"the runs saved in {folder} were trained {before} seed(s) at a time, this run would train "
+            f"{batch_size}; the number of seeds trained together changes results by rounding, so one folder "
+            f"must not mix them: rerun with --seeds-at-once {before} (or without it) or choose another output folder"
+        )
     for method in methods:
-        if all((method, s) in saved for s in seeds):
+        todo = [s for s in seeds if (method, s) not in saved]
+        if not todo:
             print(f"{method}: all {len(seeds)} seeds already in {folder}", flush=True)
-        for batch in batches:
-            todo = [s for s in batch if (method, s) not in saved]
-            if not todo:
-                continue
-            origin = provenance() | {"trained_with_seeds": batch}
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start:start + batch_size]
+            origin = provenance() | {"trained_with_seeds": batch, "seeds_at_once": batch_size}
             contents = train(method, batch)
             for seed, content in zip(batch, contents, strict=True):
-                if seed in todo:
-                    save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
-            print(f"{method}: seed(s) {todo} saved", flush=True)
+                save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
+            print(f"{method}: seed(s) {batch} saved", flush=True)
 
 
 # ---- what the book's status page lists: every saved result with its provenance -----------------
