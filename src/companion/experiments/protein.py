@@ -329,7 +329,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     split = load_split(cfg)
     artefacts.resume(folder, methods(cfg), range(cfg.seeds), artefacts.fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],
-                     cfg.seeds if seeds_at_once is None else seeds_at_once)
+                     seeds_at_once, default_seeds_at_once=cfg.seeds)
     summary = _summary(_collect(cfg, folder), name)
     artefacts.write_json(folder / "summary.json", summary)
     print(f"wrote {folder / 'summary.json'} ({summary['runs']} runs, {summary['wall_seconds']:.0f} s of training)")
@@ -354,6 +354,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = artefacts.command_line(
         "protein", "The protein experiment (paper Sec. 4.2, Table 1): results saved per method and seed; "
         "rerunning skips those already saved.", argv,
-        seeds_at_once="train N seeds together (default: all; use 1 on a CPU to save each seed as it finishes)")
+        seeds_at_once="train N seeds together (default: as the saved runs, else all; use 1 on a CPU to save each seed as it finishes)")
     run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
     return 0

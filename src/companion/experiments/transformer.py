@@ -300,7 +300,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     fp = artefacts.fingerprint(cfg)
     artefacts.resume(folder, list(specs(cfg)), range(cfg.seeds), fp,
                      lambda label, seeds: _train_to_json(cfg, label, seeds),
-                     cfg.seeds if seeds_at_once is None else seeds_at_once)
+                     seeds_at_once, default_seeds_at_once=cfg.seeds)
     artefacts.resume(folder, [KERNEL_RUN], [0], fp, lambda _, seeds: [_kernel_to_json(cfg)], 1)
     result = _collect(cfg, folder)
     runs = [artefacts.load_run(folder, label, s, fp) for label in specs(cfg) for s in range(cfg.seeds)]
@@ -347,6 +347,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run transformer``: run (or resume) the experiment and save its artefacts."""
     args = artefacts.command_line(
         "transformer", "The transformer experiment (paper App. M, Fig. 7): results saved per variant and seed; "
-        "rerunning skips those already saved.", argv, seeds_at_once="train N seeds together (default: all)")
+        "rerunning skips those already saved.", argv, seeds_at_once="train N seeds together (default: as the saved runs, else all)")
     run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
     return 0
