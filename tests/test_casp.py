@@ -7,6 +7,7 @@ import http.server
 import io
 import os
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,11 +93,13 @@ def test_data_dir_without_the_file_is_a_clear_error(tmp_path: Path, monkeypatch:
 # ---- download from a local HTTP server ----------------------------------------------------------
 
 class _Server:
-    """Serves ``payloads[path] = bytes`` on 127.0.0.1; anything else is a 404."""
+    """Serves ``payloads[path] = bytes`` on 127.0.0.1; anything else is a 404. A path listed in
+    ``trickle`` as ``(chunk, pause)`` is sent ``chunk`` bytes at a time with ``pause`` seconds between."""
 
     def __init__(self) -> None:
         payloads: dict[str, bytes] = {}
-        self.payloads = payloads
+        trickle: dict[str, tuple[int, float]] = {}
+        self.payloads, self.trickle = payloads, trickle
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
@@ -104,7 +107,14 @@ class _Server:
                 self.send_response(200 if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
-                self.wfile.write(body or b"")
+                chunk, pause = trickle.get(self.path, (len(body or b"") or 1, 0.0))
+                try:
+                    for start in range(0, len(body or b""), chunk):
+                        self.wfile.write((body or b"")[start:start + chunk])
+                        self.wfile.flush()
+                        time.sleep(pause)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a deadline test)
 
             def log_message(self, *args: object) -> None:
                 pass
