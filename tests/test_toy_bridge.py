@@ -97,3 +97,17 @@ def test_the_command_line_knows_both_experiments() -> None:
     assert cli.EXPERIMENTS["bridge"] == "companion.experiments.bridge"
     with pytest.raises(SystemExit):
         toy.main(["--help"])
+
+
+def test_the_full_run_saves_each_seed_and_resumes(tmp_path, monkeypatch) -> None:
+    cfg = bridge.Config(seeds=2, epochs=2, widths=(8,), grid_points=21)
+    first = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
+    assert len(list(tmp_path.rglob("seed-*.json"))) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a saved run was trained again")
+
+    monkeypatch.setattr(bridge, "_train", no_training)
+    again = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
+    for key, predictions in first.predictions.items():
+        np.testing.assert_allclose(again.predictions[key], predictions, atol=1e-5)
