@@ -54,6 +54,34 @@ def test_gd_kernel_mean_tends_to_the_posterior_mean() -> None:
         bridge.gd_kernel_mean(data.x, data.y, x_test, spec, lr=100.0, steps=10)
 
 
+@pytest.mark.parametrize("steps", [None, 2000])
+def test_gd_kernel_ensemble_agrees_with_neural_tangents(steps) -> None:
+    data = make_1d("sine", n=12, seed=2)
+    x_test = np.linspace(-30, 30, 9)[:, None]
+    for spec in (MLPSpec(parametrisation="ntk"), MLPSpec(parametrisation="ntk", layernorm="first")):
+        mean, var = bridge.gd_kernel_ensemble(data.x, data.y, x_test, spec, 1e-3, steps)
+        nt_mean, nt_var = bridge.neural_tangents_ensemble(data.x, data.y, x_test, spec, 1e-3, steps)
+        # gradient flow (neural-tangents) against 2000 small discrete steps: equal to about eta lambda
+        tol = 1e-6 if steps is None else 1e-3
+        np.testing.assert_allclose(mean, nt_mean, rtol=tol, atol=tol * np.abs(nt_mean).max())
+        np.testing.assert_allclose(var, nt_var, rtol=tol, atol=tol * nt_var.max())
+        assert np.all(var >= 0)
+
+
+def test_noise_floor_and_z_on_draws_of_the_theory() -> None:
+    rng = np.random.default_rng(0)
+    cfg = bridge.Config(seeds=400, epochs=1, widths=(8,), grid_points=41)
+    data = make_1d("sine", n=10, seed=0)
+    grid = np.linspace(-10, 10, 41)
+    mean, sd = np.sin(grid), 0.1 + np.abs(grid)
+    draws = mean + sd * rng.normal(size=(400, 41))
+    result = bridge.Bridge(cfg, data, grid, ("a",), {("NTK, GD", 8, "a"): draws}, {"a": mean}, {"a": mean},
+                           {("NTK, GD", 8): 0.0}, {("posterior", "a"): sd**2, ("gd", "a"): sd**2})
+    assert result.z_rms("NTK, GD", 8, "a") == pytest.approx(1.0, abs=0.25)
+    assert result.measured_floor("NTK, GD", 8, "a") == pytest.approx(result.noise_floor("NTK, GD", 8, "a"), rel=0.1)
+    assert result.gap("NTK, GD", 8, "a") == pytest.approx(result.noise_floor("NTK, GD", 8, "a"), rel=0.3)
+
+
 def test_ood_gap_and_coverage() -> None:
     distance = np.linspace(0, 10, 11)
     reference = np.ones(11)
@@ -69,3 +97,17 @@ def test_the_command_line_knows_both_experiments() -> None:
     assert cli.EXPERIMENTS["bridge"] == "companion.experiments.bridge"
     with pytest.raises(SystemExit):
         toy.main(["--help"])
+
+
+def test_the_full_run_saves_each_seed_and_resumes(tmp_path, monkeypatch) -> None:
+    cfg = bridge.Config(seeds=2, epochs=2, widths=(8,), grid_points=21)
+    first = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
+    assert len(list(tmp_path.rglob("seed-*.json"))) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a saved run was trained again")
+
+    monkeypatch.setattr(bridge, "_train", no_training)
+    again = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
+    for key, predictions in first.predictions.items():
+        np.testing.assert_allclose(again.predictions[key], predictions, atol=1e-5)

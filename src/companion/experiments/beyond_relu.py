@@ -7,6 +7,8 @@
   mean prediction, and the constant ``C``, for each activation and LayerNorm placement.
 * :func:`quadrature_comparison`: the book's SiLU kernel (Gaussian scale mixture of GELU kernels)
   against neural-tangents' Gauss-Hermite quadrature as the input norm grows.
+* :func:`checks`: the chapter's kernel claims as asserts, with neural-tangents' closed-form GELU
+  kernels as an independent reference (the chapter's last cell and the fault-injection test call it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "quadrature_comparison",
     "scales",
     "spec_for",
+    "checks",
 ]
 
 #: The activations compared: ReLU, two asymptotically-ReLU ones, and a 0-homogeneous one.
@@ -62,6 +65,7 @@ class Config:
     scale_max: float = 1e12
     nt_points: int = 4
     seed: int = 0
+    activations: tuple[str, ...] = ACTIVATIONS
 
 
 CONFIGS = {
@@ -112,7 +116,7 @@ def growth(cfg: Config) -> Growth:
     x, y = orthant_data(cfg.n_train, cfg.dim, cfg.seed)
     lam = scales(cfg)
     diag_slope, mean_slope, largest, constant, bound = {}, {}, {}, {}, {}
-    for activation in ACTIVATIONS:
+    for activation in cfg.activations:
         for placement in PLACEMENTS:
             spec = spec_for(cfg, activation, placement)
             key = (activation, placement)
@@ -151,3 +155,50 @@ def quadrature_comparison(cfg: Config, norms: np.ndarray) -> dict[int, np.ndarra
             errors.append(float(np.max(np.abs(theirs / ours - 1))))
         out[degree] = np.array(errors)
     return out
+
+
+def checks(cfg: Config | None = None) -> dict[str, float]:
+    """Assert the chapter's kernel claims; return the largest deviations measured.
+
+    * GELU's and SiLU's NTKs approach ReLU's (ratio within 1e-9 of 1 at ``lambda = scale_max``).
+    * neural-tangents' closed-form GELU kernel (its own code) agrees with ours to 1e-10, without
+      LayerNorm and with one in either layer, at the training points scaled by 1 and 1e6.
+    * ReLU, GELU, SiLU without LayerNorm: the diagonal grows like ``|x|^2`` and the mean prediction
+      like ``|x|``; with a LayerNorm in the first or second layer ``C`` is finite, the diagonal flat
+      and the largest mean prediction within Thm 3.3's bound.
+    * tanh: without LayerNorm the diagonal grows like ``|x|`` and the prediction stays bounded; a
+      second-layer LayerNorm does not bound the kernel, a first-layer one does.
+
+    Raises ``AssertionError`` naming the claim that fails.
+    """
+    from companion.experiments.ntk_background import neural_tangents_gap
+
+    cfg = config() if cfg is None else cfg
+    x, _ = orthant_data(cfg.n_train, cfg.dim, cfg.seed)
+    measured = {"ratio": 0.0, "nt_difference": 0.0}
+    for activation in [a for a in ("gelu", "silu") if a in cfg.activations]:
+        ratio = doubly_scaled_ratio(cfg, activation, x[0], x[1])[-1]
+        assert abs(ratio - 1) < 1e-9, f"{activation}: the kernel should approach ReLU's (ratio {ratio:.12f})"
+        measured["ratio"] = max(measured["ratio"], float(abs(ratio - 1)))
+    probes = np.concatenate([x[:4], 1e6 * x[:4]])
+    for placement in PLACEMENTS:
+        gap = neural_tangents_gap(spec_for(cfg, "gelu", placement), probes, x)
+        assert gap < 1e-10, f"gelu, LN {placement}: the kernel differs from neural-tangents' by {gap:.1e}"
+        measured["nt_difference"] = max(measured["nt_difference"], gap)
+    g = growth(cfg)
+    for activation in [a for a in ("relu", "gelu", "silu") if a in cfg.activations]:
+        slope = g.diagonal_slope[(activation, "none")]
+        assert abs(slope - 2) < 1e-3, f"{activation}: without LayerNorm the diagonal should grow like |x|^2 (slope {slope:.4f})"
+        slope = g.mean_slope[(activation, "none")]
+        assert abs(slope - 1) < 1e-3, f"{activation}: without LayerNorm the prediction should grow like |x| (slope {slope:.4f})"
+        for placement in ("first", "second"):
+            key = (activation, placement)
+            assert np.isfinite(g.constant[key]), f"{key}: C should be finite"
+            assert abs(g.diagonal_slope[key]) < 1e-3, f"{key}: the diagonal should be flat far out"
+            assert g.largest_mean[key] <= g.bound[key], f"{key}: Thm 3.3 must hold"
+    slope = g.diagonal_slope[("tanh", "none")]
+    assert abs(slope - 1) < 1e-2, f"tanh: the diagonal should grow like |x| (slope {slope:.4f})"
+    assert abs(g.mean_slope[("tanh", "none")]) < 1e-3, "tanh: predictions should stay bounded without LayerNorm"
+    assert np.isinf(g.constant[("tanh", "second")]), "tanh: a second-layer LayerNorm should not bound the kernel"
+    assert np.isfinite(g.constant[("tanh", "first")]), "tanh: a first-layer LayerNorm should bound it"
+    return measured

@@ -9,6 +9,9 @@
   of the soft-cosine ``S(x, x'; sigma_b^2)`` alone (Thm C.1).
 * :func:`heatmaps`: the analytic NTK on ``[-25, 25]^2`` for 1-D inputs, the infinite-width
   counterpart of the paper's Fig. 2.
+* :func:`relu_constant` and :func:`relu_ln_first_of_s`: the constant ``C`` and the function
+  ``Theta~(S)`` of the paper's ReLU network derived by hand (scalar NumPy, independent of
+  :mod:`companion.kernels`), and :func:`checks`, the chapter's claims as asserts against them.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ __all__ = [
     "Collapse",
     "soft_cosine_collapse",
     "heatmaps",
+    "relu_constant",
+    "relu_ln_first_of_s",
+    "checks",
 ]
 
 
@@ -149,3 +155,101 @@ def heatmaps(cfg: Config, specs: dict[str, MLPSpec]) -> tuple[np.ndarray, dict[s
     """``Theta(x, x')`` on a ``heat_points x heat_points`` grid of 1-D inputs in ``[-reach, reach]``."""
     grid = np.linspace(-cfg.heat_reach, cfg.heat_reach, cfg.heat_points)
     return grid, {label: kernel(grid[:, None], None, spec).ntk for label, spec in specs.items()}
+
+
+def relu_constant(depth: int, layernorm: frozenset[int] | set[int], sigma_b: float = 0.1) -> float:
+    """``C = sup_x Theta(x, x)`` of the paper's ReLU network with LayerNorms in ``layernorm``, by hand.
+
+    With ``c_phi = 2`` a ReLU layer maps a pre-activation variance ``q`` to ``q + sigma_b^2`` and
+    adds the NTK it receives unchanged (``2 E[phi'(u)^2] = 1``). Below the first LayerNorm (layer
+    ``h0``) the NTK-to-variance ratio tends to ``h0`` as ``|x|`` grows (one per layer); each
+    LayerNorm divides the NTK by the variance and resets the variance to 1. The diagonal is largest
+    in that limit (exactly constant for ``h0 = 1``), e.g. ``(L + 1) + sigma_b^2 (L - h0 + 1)(L - h0 + 2) / 2``
+    for a single LayerNorm. ``inf`` without LayerNorm.
+    """
+    if not layernorm:
+        return float("inf")
+    b2 = sigma_b**2
+    first = min(layernorm)
+    q, theta = 1.0, float(first)  # just after the first LayerNorm, in the large-norm limit
+    for h in range(first + 1, depth + 2):
+        q, theta = q + b2, q + b2 + theta  # activation of layer h - 1 and the linear map of layer h
+        if h in layernorm and h <= depth:
+            q, theta = 1.0, theta / q
+    return theta
+
+
+def relu_ln_first_of_s(s: np.ndarray, depth: int, sigma_b: float = 0.1) -> np.ndarray:
+    """``Theta~(S)`` of the paper's ReLU network with a LayerNorm in the first layer (Thm C.1), by hand.
+
+    After the LayerNorm the pre-activations have unit variance and correlation ``S``; the NTK
+    carries ``S`` (the first layer's gradient term divided by the LayerNorm's scales). Each ReLU
+    layer with ``c_phi = 2`` then maps variance ``q``, covariance ``c = q rho`` and NTK ``theta`` to
+    ``q + sigma_b^2``, ``q (sin t + (pi - t) rho) / pi + sigma_b^2`` and ``c' + theta (pi - t) / pi``
+    with ``t = arccos rho`` (the arc-cosine kernels of Cho and Saul 2009).
+    """
+    b2 = sigma_b**2
+    q, c, theta = 1.0, np.asarray(s, np.float64), np.asarray(s, np.float64)
+    for _ in range(depth):
+        rho = np.clip(c / q, -1.0, 1.0)
+        t = np.arccos(rho)
+        c = q * (np.sin(t) + (np.pi - t) * rho) / np.pi + b2
+        theta = c + theta * (np.pi - t) / np.pi
+        q = q + b2
+    return theta
+
+
+def checks(cfg: Config | None = None) -> dict[str, float]:
+    """Assert the chapter's claims against hand-derived values; return the largest deviations.
+
+    Without LayerNorm the diagonal equals the hand-derived ``(L + 1) q + sigma_b^2 L (L + 1) / 2``
+    and exceeds 1e24 at ``|x| = 1e12``. With LayerNorms the diagonal never exceeds the hand-derived
+    constant :func:`relu_constant`, reaches it far out, and :func:`companion.kernels.diagonal_sup`
+    finds it; with a first-layer LayerNorm the diagonal equals it at every norm (Cor. C.2). The
+    ratio a LayerNorm in layer ``h`` passes on tends to ``h``. With a first-layer LayerNorm the NTK
+    of random pairs is a function of the soft-cosine (Thm C.1), and that function is
+    :func:`relu_ln_first_of_s`. On ``[-25, 25]^2`` the no-LayerNorm kernel exceeds 100 at
+    ``(25, -25)`` and the LayerNorm kernels stay below 3.1. Raises ``AssertionError`` naming the
+    claim that fails.
+    """
+    from companion.experiments.ntk_background import closed_form_diagonal
+
+    cfg = config() if cfg is None else cfg
+    specs = placements(cfg.depth)
+    diag = diagonals(cfg, specs)
+    worst = {"closed_form": 0.0, "constant": 0.0}
+    plain = diag.values["no LN"]
+    by_hand = closed_form_diagonal(diag.norms**2, cfg.depth, theory_spec().sigma_b, layernorm_first=False)
+    error = float(np.max(np.abs(plain / by_hand - 1)))
+    assert error < 1e-12, f"no LayerNorm: the diagonal is {error:.1e} away from the hand-derived formula"
+    assert plain[-1] > 1e24, "no LayerNorm: the diagonal should grow without bound"
+    worst["closed_form"] = error
+    for label, spec in specs.items():
+        if not spec.layernorm:
+            continue
+        constant = relu_constant(cfg.depth, spec.layernorm, spec.sigma_b)
+        values = diag.values[label]
+        assert np.all(values <= constant * (1 + 1e-12)), f"{label}: the diagonal exceeds the hand-derived C = {constant:.4f}"
+        reach = abs(values[-1] / constant - 1)
+        assert reach < 1e-9, f"{label}: the diagonal far out should reach C = {constant:.4f} (got {values[-1]:.6f})"
+        found = abs(diag.constants[label] / constant - 1)
+        assert found < 1e-9, f"{label}: diagonal_sup finds {diag.constants[label]:.6f}, not C = {constant:.6f}"
+        assert constant < 5, f"{label}: the constant should be small"
+        worst["constant"] = max(worst["constant"], float(reach), float(found))
+    first = diag.values["LN first"]
+    assert np.allclose(first, relu_constant(cfg.depth, {1}), rtol=1e-12, atol=0), "Cor. C.2: the diagonal is constant"
+    base = theory_spec(depth=cfg.depth)
+    for h in (2, 3):
+        ratio = pre_layernorm_ratio(base, h, diag.norms)[2][-1]
+        assert abs(ratio - h) < 1e-6, f"the ratio a LayerNorm in layer {h} passes on should tend to {h}, not {ratio:.6f}"
+    spec = theory_spec(depth=2, layernorm="first")
+    collapse = soft_cosine_collapse(cfg, spec)
+    assert collapse.deviation < 1e-10, f"Thm C.1: the kernel should be a function of the soft-cosine ({collapse.deviation:.1e})"
+    reference = relu_ln_first_of_s(collapse.s, 2, spec.sigma_b)
+    derived = float(np.max(np.abs(collapse.theta / reference - 1)))
+    assert derived < 1e-10, f"Thm C.1: Theta differs from the hand-derived Theta~(S) by {derived:.1e}"
+    worst["collapse"], worst["soft_cosine_closed_form"] = collapse.deviation, derived
+    _, heat = heatmaps(cfg, placements(cfg.heat_depth))
+    assert heat["no LN"][-1, 0] > 100, "without LayerNorm Theta(25, -25) should exceed 100"
+    assert max(heat["LN first"].max(), heat["LN every"].max()) < 3.1, "with LayerNorm the kernel should stay below 3.1"
+    return worst

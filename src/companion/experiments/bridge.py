@@ -29,6 +29,19 @@ prediction lies inside the 95% confidence band of the mean over seeds. The band 
 initialisation a network is a random function whose spread grows with ``|x|`` without LayerNorm,
 and training on a bounded interval does not remove it far away, so with a handful of seeds the
 mean of trained networks is a noisy estimate of the expected prediction the theory describes.
+
+The NTK theory predicts that noise too. The linearised infinitely wide network after ``t`` steps is
+``f_t(x) = f_0(x) + A(x) (y - f_0(X))`` with ``A(x) = Theta(x, X) Theta^-1 (I - (I - eta Theta)^t)``
+and ``f_0`` the Gaussian process with the NNGP kernel ``K``, so over initialisations it is Gaussian
+with the mean above and the variance ``K(x, x) - 2 A(x) K(X, x) + A(x) K(X, X) A(x)^T`` (Lee et
+al. 2019; :func:`gd_kernel_ensemble`; neural-tangents' ``gradient_descent_mse_ensemble`` with
+``compute_cov=True`` computes the same in continuous time). The mean of ``S`` seeds then misses
+the kernel mean by ``sqrt(variance / S)`` at each point: :meth:`Bridge.noise_floor` is that
+expected gap, and :meth:`Bridge.z_rms` the root-mean-square of the misses in units of it, about 1
+when the trained networks behave as the theory says and much larger when they do not.
+
+The ``full`` run (:func:`run_artefact`) saves each (regime, width, seed) as soon as it is trained
+(:func:`companion.artefacts.resume`), so an interrupted run continues where it stopped.
 """
 
 from __future__ import annotations
@@ -48,8 +61,8 @@ from companion.experiments.toy import growth
 from companion.stats import MeanCI, mean_ci
 from companion.train import fit_variants
 
-__all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "run", "gd_kernel_mean", "ood_gap", "coverage",
-           "summarise", "run_artefact", "load_artefact", "main"]
+__all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "run", "gd_kernel_mean", "gd_kernel_ensemble",
+           "neural_tangents_ensemble", "ood_gap", "coverage", "summarise", "check_summary", "run_artefact", "load_artefact", "main"]
 
 #: Training regimes: (parametrisation, optimiser); the learning rate comes from the configuration.
 REGIMES = {
@@ -92,18 +105,60 @@ def config(profile_name: str | None = None) -> Config:
 def gd_kernel_mean(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float, steps: int) -> np.ndarray:
     """Expected prediction of the infinitely wide network after ``steps`` of full-batch gradient
     descent on ``mean (f - y)^2`` with learning rate ``lr``: ``Theta(x, X) Theta^-1 (I - (I - eta Theta)^t) y``."""
-    gram = kernels.kernel(x, x, spec).ntk
-    cross = kernels.kernel(x_test, x, spec).ntk
-    eta = 2 * lr / len(y)
-    lam, vec = linalg.eigh(gram)
-    if eta * lam.max() >= 2:
-        raise ValueError(f"gradient descent with learning rate {lr} diverges on this kernel "
-                         f"(eta * lambda_max = {eta * lam.max():.2f} >= 2); lower the learning rate")
-    lam = np.maximum(lam, 0.0)
-    # (1 - (1 - eta lam)^t) / lam, continued by eta t at lam = 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        filt = np.where(lam > 1e-12, (1 - (1 - eta * lam) ** steps) / lam, eta * steps)
-    return cross @ (vec @ (filt * (vec.T @ y)))
+    return gd_kernel_ensemble(x, y, x_test, spec, lr, steps)[0]
+
+
+def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
+                       steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance over initialisations of the linearised infinitely wide network at ``x_test``.
+
+    After ``steps`` of full-batch gradient descent on ``mean (f - y)^2`` with learning rate ``lr``
+    (``eta = 2 lr / n``), or trained to convergence when ``steps`` is ``None``:
+    ``A = Theta(x, X) Theta^-1 (I - (I - eta Theta)^t)``, mean ``A y`` and variance
+    ``K(x, x) - 2 A K(X, x) + A K(X, X) A^T`` with ``K`` the NNGP kernel (Lee et al. 2019).
+    """
+    train = kernels.kernel(x, x, spec)
+    cross = kernels.kernel(x_test, x, spec)
+    diagonal = kernels.kernel_diag(x_test, spec).nngp
+    lam, vec = linalg.eigh(train.ntk)
+    if steps is None:
+        if lam.min() <= 0:
+            raise ValueError("the NTK Gram matrix is not positive definite; the converged network is undefined")
+        filt = 1 / lam
+    else:
+        eta = 2 * lr / len(y)
+        if eta * lam.max() >= 2:
+            raise ValueError(f"gradient descent with learning rate {lr} diverges on this kernel "
+                             f"(eta * lambda_max = {eta * lam.max():.2f} >= 2); lower the learning rate")
+        lam = np.maximum(lam, 0.0)
+        # (1 - (1 - eta lam)^t) / lam, continued by eta t at lam = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            filt = np.where(lam > 1e-12, (1 - (1 - eta * lam) ** steps) / lam, eta * steps)
+    a = ((cross.ntk @ vec) * filt) @ vec.T  # A(x) for every test point, (n_test, n)
+    variance = diagonal - 2 * np.sum(a * cross.nngp, axis=1) + np.sum((a @ train.nngp) * a, axis=1)
+    return a @ y, np.maximum(variance, 0.0)
+
+
+def neural_tangents_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
+                             steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The same mean and variance from neural-tangents' ``gradient_descent_mse_ensemble`` (an independent code).
+
+    neural-tangents trains in continuous time on ``|f - y|^2 / (2 n)``; our loss ``mean (f - y)^2``
+    is twice that, so ``lr`` for ``steps`` steps is its time ``t = 2 lr steps`` (gradient flow: equal
+    to :func:`gd_kernel_ensemble` when ``eta lambda_max`` is small, exactly at ``steps=None``).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from companion.nt import nt
+
+    _, _, kernel_fn = kernels.stax_model(spec)
+    with jax.enable_x64(True):
+        predict = nt.predict.gradient_descent_mse_ensemble(kernel_fn, jnp.asarray(x), jnp.asarray(y)[:, None],
+                                                           diag_reg=0.0)
+        t = None if steps is None else 2 * lr * steps
+        out = predict(t=t, x_test=jnp.asarray(x_test), get="ntk", compute_cov=True)
+        return np.asarray(out.mean)[:, 0], np.diagonal(np.asarray(out.covariance)).copy()
 
 
 def ood_gap(prediction: np.ndarray, reference: np.ndarray, distance: np.ndarray, ood_from: float, scale: float) -> float:
@@ -131,10 +186,17 @@ class Bridge:
     kernel_mean: dict[str, np.ndarray]  # label -> posterior mean (infinite time)
     kernel_gd: dict[str, np.ndarray]  # label -> linearised gradient descent after cfg.epochs steps
     seconds: dict[tuple[str, int], float]
+    kernel_var: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)  # (which, label)
 
     def distance(self) -> np.ndarray:
         """``|x|`` of each grid point in units of the training half-width."""
         return np.abs(self.grid) / self.data.half_width
+
+    def _ood(self) -> np.ndarray:
+        return self.distance() >= self.config.ood_from
+
+    def _scale(self) -> float:
+        return float(np.max(np.abs(self.data.y)))
 
     def summary(self, regime: str, width: int, label: str) -> MeanCI:
         """Mean and 95% band over seeds of one trained network's predictions on the grid."""
@@ -150,11 +212,46 @@ class Bridge:
             raise ValueError(f"the kernel reference is 'posterior' or 'gd', got {which!r}")
         return self.kernel_mean[label] if which == "posterior" else self.kernel_gd[label]
 
+    def variance(self, label: str, which: str = "posterior") -> np.ndarray:
+        """Variance over initialisations of the infinite-width network at each grid point (:func:`gd_kernel_ensemble`)."""
+        self.reference(label, which)  # the same check of ``which``
+        return self.kernel_var[which, label]
+
+    def seeds(self, regime: str, width: int, label: str) -> int:
+        """Number of trained networks (seeds) behind one mean."""
+        return int(self.predictions[regime, width, label].shape[0])
+
     def gap(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
         """:func:`ood_gap` of the mean over seeds to a kernel prediction, in units of ``max |y|``."""
         mean = self.predictions[regime, width, label].mean(axis=0)
-        scale = float(np.max(np.abs(self.data.y)))
-        return ood_gap(mean, self.reference(label, which), self.distance(), self.config.ood_from, scale)
+        return ood_gap(mean, self.reference(label, which), self.distance(), self.config.ood_from, self._scale())
+
+    def noise_floor(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
+        """The gap expected from the seed noise alone, in units of ``max |y|``.
+
+        ``sqrt(mean variance / S)`` over the out-of-distribution points, with the infinite-width
+        variance over initialisations and ``S`` seeds: the root-mean-square gap the mean of ``S``
+        networks would have if they were draws of the infinitely wide network.
+        """
+        var = self.variance(label, which)[self._ood()]
+        return float(np.sqrt(np.mean(var) / self.seeds(regime, width, label)) / self._scale())
+
+    def measured_floor(self, regime: str, width: int, label: str) -> float:
+        """The same seed noise measured on the trained networks: ``sqrt(mean sample variance / S) / max |y|``."""
+        runs = self.predictions[regime, width, label][:, self._ood()]
+        return float(np.sqrt(np.mean(np.var(runs, axis=0, ddof=1)) / runs.shape[0]) / self._scale())
+
+    def z_rms(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
+        """Root-mean-square of ``(mean over seeds - kernel mean) / sqrt(variance / S)`` out of distribution.
+
+        About 1 when the trained networks are draws of the infinitely wide network (its expected
+        square is exactly 1 then); much larger when they differ systematically.
+        """
+        mask = self._ood()
+        sd = np.sqrt(self.variance(label, which)[mask] / self.seeds(regime, width, label))
+        diff = self.predictions[regime, width, label].mean(axis=0)[mask] - self.reference(label, which)[mask]
+        keep = sd > 0
+        return float(np.sqrt(np.mean((diff[keep] / sd[keep]) ** 2)))
 
     def coverage(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
         """:func:`coverage` of a kernel prediction by the 95% band of the mean over seeds."""
@@ -162,47 +259,129 @@ class Bridge:
                         self.config.ood_from)
 
 
-def run(cfg: Config | None = None, regimes: Sequence[str] = tuple(REGIMES)) -> Bridge:
-    """Train no LN and LN first in every regime and width; compute the kernel predictions."""
+def _train(cfg: Config, data: ToyData, grid: np.ndarray, regime: str, width: int,
+           seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """Train no LN and LN first in one regime and width for these seeds: ``{label: (seeds, grid)}``."""
+    parametrisation, optimizer = REGIMES[regime]
+    lr = cfg.adam_lr if optimizer == "adam" else cfg.gd_lr
+    base = MLPSpec(depth=cfg.depth, width=width, parametrisation=parametrisation)
+    specs = [base, base.replace(layernorm="first")]
+    trained = fit_variants(specs, data.x, data.y, seeds=list(seeds), epochs=cfg.epochs,
+                           learning_rates=lr, optimizer=optimizer, desc=f"{regime}, width {width}")
+    return {spec.label: result.predict(grid[:, None]) for spec, result in zip(specs, trained)}
+
+
+def _unit(regime: str, width: int) -> str:
+    return f"{regime}, width {width}"
+
+
+def run(cfg: Config | None = None, regimes: Sequence[str] = tuple(REGIMES), folder: Path | None = None) -> Bridge:
+    """Train no LN and LN first in every regime and width; compute the kernel predictions.
+
+    With ``folder``, every (regime, width, seed) is saved there as soon as it is trained and
+    reused when it is already there (:func:`companion.artefacts.resume`).
+    """
     cfg = cfg or config()
     data = make_1d(cfg.target, n=cfg.n_train, noise=cfg.noise, seed=cfg.data_seed)
     reach = cfg.reach * data.half_width
     grid = np.linspace(-reach, reach, cfg.grid_points)
     predictions, seconds = {}, {}
-    labels: tuple[str, ...] = ()
-    for regime in regimes:
-        parametrisation, optimizer = REGIMES[regime]
-        lr = cfg.adam_lr if optimizer == "adam" else cfg.gd_lr
-        for width in cfg.widths:
-            base = MLPSpec(depth=cfg.depth, width=width, parametrisation=parametrisation)
-            specs = [base, base.replace(layernorm="first")]
-            labels = tuple(s.label for s in specs)
+    labels = tuple(s.label for s in (MLPSpec(depth=cfg.depth), MLPSpec(depth=cfg.depth, layernorm="first")))
+    units = {_unit(r, w): (r, w) for r in regimes for w in cfg.widths}
+    if folder is not None:
+        fp = artefacts.fingerprint(cfg)
+
+        def train(unit: str, seeds: list[int]) -> list[dict]:
             start = time.perf_counter()
-            trained = fit_variants(specs, data.x, data.y, seeds=range(cfg.seeds), epochs=cfg.epochs,
-                                   learning_rates=lr, optimizer=optimizer, desc=f"{regime}, width {width}")
-            for spec, result in zip(specs, trained):
-                predictions[regime, width, spec.label] = result.predict(grid[:, None])
+            out = _train(cfg, data, grid, *units[unit], seeds)
+            each = (time.perf_counter() - start) / len(seeds)
+            return [{"seconds": each, **{label: np.round(out[label][i], 5).tolist() for label in labels}}
+                    for i in range(len(seeds))]
+
+        artefacts.resume(folder, list(units), range(cfg.seeds), fp, train, cfg.seeds)
+        for unit, (regime, width) in units.items():
+            runs = [artefacts.load_run(folder, unit, s, fp) for s in range(cfg.seeds)]
+            for label in labels:
+                predictions[regime, width, label] = np.asarray([r[label] for r in runs])
+            seconds[regime, width] = float(sum(r["seconds"] for r in runs))
+    else:
+        for unit, (regime, width) in units.items():
+            start = time.perf_counter()
+            out = _train(cfg, data, grid, regime, width, range(cfg.seeds))
+            predictions.update({(regime, width, label): out[label] for label in labels})
             seconds[regime, width] = time.perf_counter() - start
     kernel_specs = {s.label: s for s in (MLPSpec(depth=cfg.depth, parametrisation="ntk"),
                                          MLPSpec(depth=cfg.depth, parametrisation="ntk", layernorm="first"))}
-    kernel_mean = {label: kernels.ntk_regression(data.x, data.y, grid[:, None], spec).mean
-                   for label, spec in kernel_specs.items()}
-    kernel_gd = {label: gd_kernel_mean(data.x, data.y, grid[:, None], spec, cfg.gd_lr, cfg.epochs)
-                 for label, spec in kernel_specs.items()}
-    return Bridge(cfg, data, grid, labels, predictions, kernel_mean, kernel_gd, seconds)
+    kernel_mean, kernel_gd, kernel_var = {}, {}, {}
+    for label, spec in kernel_specs.items():
+        kernel_mean[label], kernel_var["posterior", label] = gd_kernel_ensemble(
+            data.x, data.y, grid[:, None], spec, None, None)
+        kernel_gd[label], kernel_var["gd", label] = gd_kernel_ensemble(
+            data.x, data.y, grid[:, None], spec, cfg.gd_lr, cfg.epochs)
+    return Bridge(cfg, data, grid, labels, predictions, kernel_mean, kernel_gd, seconds, kernel_var)
 
 
 # ---- the full run (widths up to 4096: a GPU's job): the summary numbers, with provenance -----------
 
 def summarise(result: Bridge) -> dict:
-    """Growth, OOD gap and coverage per regime, width and label, JSON-ready."""
-    return {regime: {str(width): {label: {
-        "growth": result.growth(regime, width, label),
-        "gap_posterior": result.gap(regime, width, label), "gap_gd": result.gap(regime, width, label, "gd"),
-        "coverage_posterior": result.coverage(regime, width, label),
-        "coverage_gd": result.coverage(regime, width, label, "gd"),
-        "seconds": result.seconds[regime, width]} for label in result.labels}
-        for width in result.config.widths} for regime in REGIMES if (regime, result.config.widths[0]) in result.seconds}
+    """Growth, OOD gap, noise floors, z and coverage per regime, width and label, JSON-ready.
+
+    Gaps and floors are against the posterior mean for the Adam regimes and against the
+    linearised network after the same steps for gradient descent (the theory's own prediction).
+    """
+    out: dict = {}
+    for regime, (_, optimizer) in REGIMES.items():
+        if (regime, result.config.widths[0]) not in result.seconds:
+            continue
+        which = "gd" if optimizer == "sgd" else "posterior"
+        out[regime] = {str(width): {label: {
+            "growth": result.growth(regime, width, label),
+            "gap_posterior": result.gap(regime, width, label), "gap_gd": result.gap(regime, width, label, "gd"),
+            "reference": which,
+            "gap": result.gap(regime, width, label, which),
+            "noise_floor": result.noise_floor(regime, width, label, which),
+            "measured_floor": result.measured_floor(regime, width, label),
+            "z_rms": result.z_rms(regime, width, label, which),
+            "coverage_posterior": result.coverage(regime, width, label),
+            "coverage_gd": result.coverage(regime, width, label, "gd"),
+            "seconds": result.seconds[regime, width]} for label in result.labels}
+            for width in result.config.widths}
+    return out
+
+
+def check_summary(results: dict) -> None:
+    """Assert the chapter's claims on a summary (:func:`summarise`) of the live or the saved run.
+
+    * In every regime and at every width, without LayerNorm the trained networks keep growing far
+      out (growth above 1.5) and with LayerNorm they level off (below 1.1), as the kernel does.
+    * The theory's seed noise out of distribution is at least five times larger without LayerNorm
+      than with it (the spread over initialisations grows with ``|x|``).
+    * At the largest width, for both networks: the paper's networks (standard, Adam) differ from
+      the kernel prediction by more than three times their measured seed noise, and the theory's
+      regime (NTK, GD) is closer to its kernel prediction than they are, in units of the
+      theory's noise floor (smaller :meth:`Bridge.z_rms`); and the paper's networks are not closer
+      to the kernel at the largest width than at the smallest.
+
+    Raises ``AssertionError`` naming what fails.
+    """
+    for regime, by_width in results.items():
+        for width, row in by_width.items():
+            assert row["no LN"]["growth"] > 1.5, f"{regime}, width {width}: no LN should keep growing"
+            assert row["LN first"]["growth"] < 1.1, f"{regime}, width {width}: LN first should level off"
+            assert row["no LN"]["noise_floor"] > 5 * row["LN first"]["noise_floor"], \
+                f"{regime}, width {width}: the seed noise without LayerNorm should dwarf the one with it"
+    widest = str(max(int(w) for w in results["NTK, GD"]))
+    narrowest = str(min(int(w) for w in results["NTK, GD"]))
+    for label in ("no LN", "LN first"):
+        assert results["standard, Adam"][widest][label]["z_rms"] >= results["standard, Adam"][narrowest][label]["z_rms"], (
+            f"{label}: the paper's networks should not come closer to the kernel as the width grows")
+        theory, paper = results["NTK, GD"][widest][label], results["standard, Adam"][widest][label]
+        assert paper["gap"] > 3 * paper["measured_floor"], (
+            f"width {widest}, {label}: the paper's networks should differ from the kernel beyond their seed noise "
+            f"(gap {paper['gap']:.3f}, seed noise {paper['measured_floor']:.3f})")
+        assert theory["z_rms"] < paper["z_rms"], (
+            f"width {widest}, {label}: the theory's regime should be closer to the kernel in units of the noise "
+            f"(z {theory['z_rms']:.1f} against {paper['z_rms']:.1f})")
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
@@ -217,7 +396,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
     folder = artefacts.output_folder("bridge", name, out)
     start = time.perf_counter()
     cfg = config(name)
-    result = run(cfg)
+    result = run(cfg, folder=folder)
     summary = {"experiment": "bridge", "profile": name, "config": dataclasses.asdict(cfg),
                "results": summarise(result), "wall_seconds": time.perf_counter() - start,
                "provenance": artefacts.provenance()}

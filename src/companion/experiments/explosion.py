@@ -9,6 +9,8 @@
   along the ray through a training point with ``a != 0`` the mean prediction grows like ``lambda``.
 * :func:`ray_fit`: on the 1-D toy sine, the mean prediction is asymptotically linear on both sides
   (Xu et al. 2021), and with a LayerNorm it is not.
+* :func:`checks`: the chapter's claims as asserts, the proof's limits and leading term recomputed
+  from neural-tangents' kernels (the chapter's last cell and the fault-injection test call it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ __all__ = [
     "loglog_slope",
     "RayFit",
     "ray_fit",
+    "checks",
 ]
 
 
@@ -154,3 +157,49 @@ def ray_fit(cfg: Config, spec: MLPSpec) -> RayFit:
         slopes.append(float(coefficients[0]))
         worst = max(worst, float(np.max(np.abs(np.polyval(coefficients, grid[side]) - mean[side]))))
     return RayFit(spec, grid, mean, (slopes[0], slopes[1]), worst / float(np.max(np.abs(mean))))
+
+
+def checks(cfg: Config | None = None) -> dict[str, float]:
+    """Assert the chapter's claims; return the largest deviations measured.
+
+    For each architecture of :func:`architectures`: ``Theta(lambda x, x')`` grows with log-log
+    slope 1; the limits ``Theta_hat(x_i, x_j)`` of the orthant set agree with neural-tangents'
+    kernel at ``lambda = 1e12`` and are positive (Cor. E.3); the mean prediction along the ray
+    through ``x_tilde`` grows with slope 1, beyond 1e10 at ``lambda = 1e12``, and matches the
+    proof's leading term ``lambda a(x_tilde)`` with ``alpha`` and ``Theta_hat`` taken from
+    neural-tangents (an implementation independent of ours). On the 1-D toy sine the prediction
+    without LayerNorm is two straight lines of nonzero slope far out, with a first-layer
+    LayerNorm it is flat. Raises ``AssertionError`` naming the claim that fails.
+    """
+    from companion.experiments.ntk_background import neural_tangents_ntk
+
+    cfg = config() if cfg is None else cfg
+    scales = lambdas(cfg)
+    x, y = orthant_data(cfg.n_train, cfg.dim, cfg.data_seed)
+    big = 1e12
+    worst = {"kernel_slope": 0.0, "limit_vs_nt": 0.0, "leading_vs_nt": 0.0, "explosion_slope": 0.0}
+    for label, spec in architectures(cfg).items():
+        ratio = homogeneity(spec, x[0], x[1:2], scales)[:, 0]
+        kernel_slope = 1 + loglog_slope(scales, ratio)
+        assert abs(kernel_slope - 1) < 1e-4, f"{label}: Theta(lambda x, x') should grow like lambda (slope {kernel_slope:.6f})"
+        limit_nt = neural_tangents_ntk(spec, big * x, x) / big
+        limit = kernel(big * x, x, spec).ntk / big
+        assert limit_nt.min() > 0, f"{label}: Theta_hat must be positive for positive cosines (Cor. E.3)"
+        limit_gap = float(np.max(np.abs(limit / limit_nt - 1)))
+        assert limit_gap < 1e-8, f"{label}: Theta_hat differs from neural-tangents' by {limit_gap:.1e}"
+        result = explode(spec, x, y, scales)
+        leading_nt = limit_nt @ np.linalg.solve(neural_tangents_ntk(spec, x, x), y)
+        assert np.all(np.abs(leading_nt) > 1e-3), f"{label}: the leading coefficients a(x_i) should be nonzero"
+        leading_gap = abs(result.mean[-1] / (scales[-1] * leading_nt[result.point]) - 1)
+        assert leading_gap < 1e-6, f"{label}: E f(1e12 x~) is {leading_gap:.1e} away from the proof's leading term"
+        assert abs(result.slope - 1) < 1e-4, f"{label}: E f(lambda x~) should grow like lambda (slope {result.slope:.6f})"
+        assert abs(result.mean[-1]) > 1e10, f"{label}: the prediction should be unbounded"
+        for key, value in (("kernel_slope", abs(kernel_slope - 1)), ("limit_vs_nt", limit_gap),
+                           ("leading_vs_nt", leading_gap), ("explosion_slope", abs(result.slope - 1))):
+            worst[key] = max(worst[key], float(value))
+    plain, normed = ray_fit(cfg, theory_spec()), ray_fit(cfg, theory_spec(layernorm="first"))
+    assert plain.residual < 1e-4, f"without LayerNorm the prediction should be asymptotically linear ({plain.residual:.1e})"
+    assert max(abs(s) for s in plain.slopes) > 0.05, "without LayerNorm the lines far out should have nonzero slopes"
+    assert max(abs(s) for s in normed.slopes) < 1e-4, f"with LayerNorm the prediction should saturate (slopes {normed.slopes})"
+    worst["toy_residual"] = plain.residual
+    return worst

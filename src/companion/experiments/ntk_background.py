@@ -6,6 +6,10 @@ Three computations back the chapter:
   :func:`companion.kernels.kernel_diag`.
 * :func:`width_sweep`: the empirical NTK of freshly initialised flax networks of growing width
   against the analytic NTK, at the seven inputs of the notes' own check.
+* :func:`neural_tangents_gap`: the largest relative difference between our NTK and the one
+  neural-tangents computes with its own code for the same architecture.
+* :func:`checks`: the chapter's kernel claims against both independent references, as asserts
+  (the chapter's last cell and the fault-injection test call it).
 * :func:`train_ensemble`: networks of the paper's theoretical parametrisation trained by full-batch
   gradient descent to convergence, several seeds, against the kernel-regression mean
   ``Theta(x, X) Theta(X, X)^-1 y`` (Lee et al. 2019).
@@ -20,13 +24,16 @@ weight changes, and a width-1024 network visibly leaves the kernel regime (the c
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from companion import profile
 from companion.arch import MLPSpec, theory_spec
-from companion.kernels import empirical_ntk, kernel, ntk_regression
+from companion.kernels import empirical_ntk, kernel, kernel_diag, ntk_regression, stax_model
 from companion.stats import MeanCI, mean_ci
 from companion.train import fit
 
@@ -36,6 +43,12 @@ __all__ = [
     "config",
     "PROBE_INPUTS",
     "closed_form_diagonal",
+    "CLOSED_FORM_NORMS",
+    "NT_CASES",
+    "closed_form_error",
+    "neural_tangents_gap",
+    "neural_tangents_ntk",
+    "checks",
     "WidthSweep",
     "width_sweep",
     "circle_data",
@@ -86,6 +99,73 @@ def closed_form_diagonal(norm2: np.ndarray, depth: int, sigma_b: float, layernor
     b2 = sigma_b**2
     q = np.ones_like(norm2) if layernorm_first else norm2 + b2
     return (depth + 1) * q + b2 * depth * (depth + 1) / 2
+
+
+#: Input norms at which :func:`closed_form_error` compares the kernel with the hand-derived diagonals.
+CLOSED_FORM_NORMS = np.array([0.0, 1e-8, 1e-3, 1.0, 25.0, 1e4, 1e8, 1e12])
+
+#: ``(activation, LayerNorm layers)`` of the depth-2 networks compared with neural-tangents.
+NT_CASES = (("relu", ()), ("relu", (1,)), ("relu", (2,)), ("leaky_relu", (1, 2)), ("gelu", (1,)), ("erf", (2,)))
+
+
+def closed_form_error(depth: int = 2, norms: np.ndarray = CLOSED_FORM_NORMS) -> dict[str, float]:
+    """Largest relative deviation of :func:`companion.kernels.kernel_diag` from :func:`closed_form_diagonal`.
+
+    For the paper's ReLU network of this depth without LayerNorm (``"no LN"``) and with one in the
+    first layer (``"LN first"``), at 1-D inputs of the given norms.
+    """
+    paper = theory_spec(depth=depth)
+    out = {}
+    for first in (False, True):
+        spec = paper.replace(layernorm=frozenset({1} if first else ()))
+        computed = kernel_diag(norms[:, None], spec).ntk
+        by_hand = closed_form_diagonal(norms**2, depth, paper.sigma_b, first)
+        out[spec.label] = float(np.max(np.abs(computed / by_hand - 1)))
+    return out
+
+
+def neural_tangents_gap(spec: MLPSpec, x1: np.ndarray, x2: np.ndarray) -> float:
+    """Largest ``|Theta_ours / Theta_nt - 1|`` between ``x1`` and ``x2``; neural-tangents' ``stax`` is the reference."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    ours = kernel(x1, x2, spec).ntk
+    theirs = neural_tangents_ntk(spec, x1, x2)
+    return float(np.max(np.abs(ours / theirs - 1)))
+
+
+def neural_tangents_ntk(spec: MLPSpec, x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
+    """neural-tangents' infinite-width NTK of ``spec`` between ``x1`` and ``x2`` (float64, memoised)."""
+    x1, x2 = np.asarray(x1, np.float64), np.asarray(x2, np.float64)
+    return _nt_ntk(spec, x1.tobytes(), x1.shape, x2.tobytes(), x2.shape).copy()
+
+
+@functools.lru_cache(maxsize=64)
+def _nt_ntk(spec: MLPSpec, b1: bytes, shape1: tuple, b2: bytes, shape2: tuple) -> np.ndarray:
+    x1 = np.frombuffer(b1, np.float64).reshape(shape1)
+    x2 = np.frombuffer(b2, np.float64).reshape(shape2)
+    _, _, kernel_fn = stax_model(spec)
+    with jax.enable_x64(True):
+        return np.asarray(kernel_fn(jnp.asarray(x1), jnp.asarray(x2), "ntk"))
+
+
+def checks(depth: int = 2) -> dict[str, float]:
+    """Assert the chapter's kernel claims on two independent references; return what was measured.
+
+    The kernels must reproduce the hand-derived ReLU diagonals (:func:`closed_form_diagonal`,
+    including the constant 3.03 with a LayerNorm first) to 1e-12 at norms from 0 to 1e12, and
+    neural-tangents' kernels for every case of :data:`NT_CASES` to 1e-10, on random inputs of two
+    scales. Raises ``AssertionError`` naming the claim that fails.
+    """
+    errors = closed_form_error(depth)
+    for label, error in errors.items():
+        assert error < 1e-12, f"{label}: the kernel must reproduce the hand-derived ReLU diagonal (off by {error:.1e})"
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=(20, 3)), 5 * rng.normal(size=(15, 3))
+    gaps = {}
+    for activation, layernorm in NT_CASES:
+        spec = theory_spec(depth=depth, activation=activation, layernorm=layernorm)
+        gaps[f"{activation}, {spec.label}"] = gap = neural_tangents_gap(spec, x1, x2)
+        assert gap < 1e-10, f"{activation}, {spec.label}: the kernel must agree with neural-tangents (off by {gap:.1e})"
+    return {"closed_form_error": max(errors.values()), "nt_difference": max(gaps.values())}
 
 
 @dataclasses.dataclass

@@ -10,6 +10,9 @@
   ``(0, 0, 1, -1)``; the next layer computes ``relu(s - s_j)`` of the scalar ``s = h_1 - h_2``, which
   the LayerNorm maps almost linearly for ``|eps x| << 1``; the read-out is the piecewise-linear
   interpolant of the data in ``s``.
+* :func:`checks`: the chapter's claims on Thm 3.3 as asserts, with ``C`` derived by hand and
+  ``lambda_min`` from neural-tangents' Gram matrix (the chapter's last cell and the
+  fault-injection test call it).
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ __all__ = [
     "prop34_network",
     "Prop34",
     "prop34",
+    "NOTES_BOUND",
+    "checks",
 ]
+
+#: The notes' independent NumPy check of Thm 3.3 (20 points of sin(2x) on [-3, 3], LayerNorm first,
+#: two hidden layers): ``lambda_min`` and ``sqrt(C / lambda_min) |y|``, to the digits they give.
+NOTES_BOUND = {"lambda_min": 2.6e-3, "bound": 107.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,3 +228,46 @@ def prop34(cfg: Config) -> Prop34:
     bound = output_bound(data.x, data.y, theory)
     ntk_mean = ntk_regression(data.x, data.y, grid[:, None], theory).mean
     return Prop34(np.array(cfg.epsilons), np.array(mse), np.array(sup), np.array(far), grid, outputs, bound, ntk_mean)
+
+
+def checks(cfg: Config | None = None) -> dict[str, float]:
+    """Assert the chapter's claims on Thm 3.3 against independent computations; return what was measured.
+
+    * The notes' independent check is reproduced: ``lambda_min`` within 1e-4 of 2.6e-3 and the bound
+      within 1 of 107 (:data:`NOTES_BOUND`).
+    * On every data set of :func:`datasets` and every architecture of :func:`architectures`: the
+      constant ``C`` the book uses is the hand-derived one
+      (:func:`companion.experiments.bounded_kernel.relu_constant`, finite), ``lambda_min`` is that
+      of neural-tangents' Gram matrix, the largest prediction found obeys the pointwise bound
+      ``sqrt(C) |f|_H`` and Thm 3.3's ``sqrt(C / lambda_min) |y|`` computed from those independent
+      values (so does the worst target of the same norm), and stays below half of it.
+
+    Raises ``AssertionError`` naming the claim that fails.
+    """
+    from companion.experiments.bounded_kernel import relu_constant
+    from companion.experiments.ntk_background import neural_tangents_ntk
+
+    cfg = config() if cfg is None else cfg
+    x_notes = np.linspace(-3, 3, 20)[:, None]
+    notes = output_bound(x_notes, np.sin(2 * x_notes[:, 0]), theory_spec(layernorm="first"))
+    assert abs(notes.lambda_min - NOTES_BOUND["lambda_min"]) < 1e-4, f"lambda_min {notes.lambda_min:.3e} is not the notes' 2.6e-3"
+    assert abs(notes.bound - NOTES_BOUND["bound"]) < 1, f"the bound {notes.bound:.1f} is not the notes' 107"
+    measured = {"notes_bound": notes.bound, "largest_ratio": 0.0, "C_error": 0.0, "lambda_error": 0.0}
+    specs = architectures(cfg)
+    for name, (x, y) in datasets(cfg).items():
+        for label, spec in specs.items():
+            r = tightness(cfg, x, y, spec)
+            constant = relu_constant(spec.depth, spec.layernorm, spec.sigma_b)
+            c_error = abs(r.bound.C / constant - 1)
+            assert np.isfinite(r.bound.C) and c_error < 1e-9, f"{name}, {label}: C = {r.bound.C:.6f}, derived {constant:.6f}"
+            lam = float(np.linalg.eigvalsh(neural_tangents_ntk(spec, x, x))[0])
+            lam_error = abs(r.bound.lambda_min / lam - 1)
+            assert lam_error < 1e-6, f"{name}, {label}: lambda_min {r.bound.lambda_min:.4e}, neural-tangents {lam:.4e}"
+            bound = np.sqrt(constant / lam) * np.linalg.norm(y)
+            assert r.sup <= np.sqrt(constant) * r.bound.rkhs_norm * (1 + 1e-9), f"{name}, {label}: |E f| > sqrt(C) |f|_H"
+            assert r.sup_worst_target <= bound * (1 + 1e-9), f"{name}, {label}: Thm 3.3 fails for the worst target"
+            assert r.sup < 0.5 * bound, f"{name}, {label}: the bound should be loose (sup / bound = {r.sup / bound:.3f})"
+            measured["largest_ratio"] = max(measured["largest_ratio"], float(r.sup / bound))
+            measured["C_error"] = max(measured["C_error"], float(c_error))
+            measured["lambda_error"] = max(measured["lambda_error"], float(lam_error))
+    return measured

@@ -39,7 +39,7 @@ from companion.train import fit, fit_variants
 __all__ = [
     "Config", "CONFIGS", "config", "Study", "NTKMaps", "architectures", "study", "ntk_maps",
     "shell_mean_abs", "growth", "FIG1_PLACEMENTS", "FIG5_ACTIVATIONS", "summarise", "run_artefact",
-    "load_artefact", "main",
+    "load_artefact", "check_summary", "main",
 ]
 
 #: LayerNorm placements of the paper's Figure 1 (its "preceding all / the first / the last hidden layer").
@@ -239,6 +239,36 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
     artefacts.write_json(folder / "summary.json", summary)
     print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
     return summary
+
+
+def check_summary(results: dict) -> None:
+    """Assert the chapter's claims on a run's summary (:func:`summarise`), e.g. the saved ``full`` run.
+
+    Every network fits its data (mean training MSE below 0.02); with LayerNorm the prediction
+    saturates (growth below 1.1), without normalisation or with BatchNorm it grows (above 1.5), in
+    Figures 1, 5 and 6; in Figure 2 the NTK diagonal without LayerNorm more than doubles and is no
+    chessboard (quadrant spread above 0.5), with LayerNorm it changes by less than 5% and is one
+    (spread below 0.05), both for the empirical and the analytic kernel. Raises
+    ``AssertionError`` naming the figure, target and network that fail.
+    """
+    tables = {"fig1": results["fig1"], "fig6": results["fig6"]}
+    tables.update({f"fig5 {activation}": table for activation, table in results["fig5"].items()})
+    for figure, table in tables.items():
+        for target, row in table.items():
+            for label, cell in row.items():
+                where = f"{figure}, {target}, {label}"
+                assert cell["train_mse"] < 0.02, f"{where}: training MSE {cell['train_mse']:.3g}"
+                if label.startswith("LN"):
+                    assert cell["growth"] < 1.1, f"{where}: should saturate, growth {cell['growth']:.2f}"
+                else:
+                    assert cell["growth"] > 1.5, f"{where}: should grow, growth {cell['growth']:.2f}"
+    for label, cell in results["fig2"].items():
+        for prefix in ("", "analytic_"):
+            growth_, spread = cell[f"{prefix}diagonal_growth"], cell[f"{prefix}quadrant_spread"]
+            if label == "no LN":
+                assert growth_ > 2 and spread > 0.5, f"fig2, {prefix or 'empirical '}{label}: the NTK should grow"
+            else:
+                assert abs(growth_ - 1) < 0.05 and spread < 0.05, f"fig2, {prefix or 'empirical '}{label}: no chessboard"
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
