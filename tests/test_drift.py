@@ -3,7 +3,8 @@
 The last test installs the book into a fresh virtual environment from the package registries,
 exactly as the chapters' Colab cell does, on the newest jax, flax and optax that pyproject.toml
 admits, and executes the first chapter: the weekly drift workflow's install path, checked here.
-It needs PyPI and takes one to two minutes; deselect it offline with ``-m "not drift"``.
+It needs PyPI and takes a few minutes (it is skipped, saying so, when no package index answers);
+deselect it with ``-m "not drift"``. ``make drift`` runs every chapter the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -180,8 +182,26 @@ def test_a_failure_opens_one_issue_then_comments_on_it(tmp_path: Path, open_issu
     assert "## Drift check: 1 of 3 chapter(s) failed" in body and "https://example.org/run/1" in body
 
 
+def _package_index_unreachable() -> str | None:
+    """Why pip cannot reach a package index from here, or None when it can."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "index", "versions", "jax", "--retries", "0", "--timeout", "15"],
+            capture_output=True, text=True, timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        return "`pip index versions jax` timed out"
+    if result.returncode != 0 or not re.search(r"^jax \(", result.stdout, flags=re.MULTILINE):
+        return "`pip index versions jax` failed: " + (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return None
+
+
 @pytest.mark.drift
 def test_colab_install_on_the_newest_stack_runs_the_first_chapter(tmp_path: Path) -> None:
+    reason = _package_index_unreachable()
+    if reason:
+        pytest.skip(f"the drift test installs from the package index, which is unreachable ({reason}); "
+                    "run it online, or deselect it with -m 'not drift'")
     report = tmp_path / "report.md"
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "drift.py"), "--venv", str(tmp_path / "venv"),
