@@ -86,6 +86,9 @@ class _TinyMLP(nn.Module):
 
 @pytest.mark.parametrize("implementation", [1, 2, 3])
 def test_empirical_ntk_runs_on_a_flax_model(implementation: int) -> None:
+    if implementation == 3 and jax.__version_info__ >= (0, 10):
+        pytest.skip("neural-tangents' structured derivatives (implementation 3) break on jax 0.10 and later; "
+                    "the book computes empirical NTKs with companion.kernels.empirical_ntk_fn instead")
     model = _TinyMLP()
     x = jax.random.normal(jax.random.key(0), (5, 3))
     params = model.init(jax.random.key(1), x)
