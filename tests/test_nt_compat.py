@@ -1,7 +1,12 @@
-"""companion.nt: neural-tangents imports on the pinned JAX, computes correct kernels, no TensorFlow."""
+"""companion.nt: neural-tangents imports on the pinned JAX, computes correct kernels, no TensorFlow.
+
+It is also the independent reference of :func:`companion.kernels.empirical_ntk_fn`, the book's own
+empirical NTK (JAX transforms only), which must not need neural-tangents at all.
+"""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import flax.linen as nn
@@ -11,6 +16,9 @@ import numpy as np
 import pytest
 
 from companion import nt as compat
+from companion.arch import theory_spec
+from companion.kernels import empirical_ntk, empirical_ntk_fn
+from companion.models import MLP
 from companion.nt import nt, stax
 
 
@@ -78,6 +86,9 @@ class _TinyMLP(nn.Module):
 
 @pytest.mark.parametrize("implementation", [1, 2, 3])
 def test_empirical_ntk_runs_on_a_flax_model(implementation: int) -> None:
+    if implementation == 3 and jax.__version_info__ >= (0, 10):
+        pytest.skip("neural-tangents' structured derivatives (implementation 3) break on jax 0.10 and later; "
+                    "the book computes empirical NTKs with companion.kernels.empirical_ntk_fn instead")
     model = _TinyMLP()
     x = jax.random.normal(jax.random.key(0), (5, 3))
     params = model.init(jax.random.key(1), x)
@@ -91,6 +102,78 @@ def test_empirical_ntk_runs_on_a_flax_model(implementation: int) -> None:
     grads = jax.vmap(lambda xi: jax.grad(lambda p: f(p, xi[None])[0, 0])(params))(x)
     flat = np.concatenate([np.asarray(g).reshape(x.shape[0], -1) for g in jax.tree_util.tree_leaves(grads)], axis=1)
     np.testing.assert_allclose(ntk, flat @ flat.T, rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        theory_spec(depth=2, layernorm=(1,)).replace(width=32),
+        theory_spec(depth=3, activation="gelu", layernorm=(2,)).replace(width=16),
+        theory_spec(depth=2, activation="leaky_relu").replace(width=24, parametrisation="standard"),
+    ],
+    ids=lambda spec: f"{spec.activation}-{spec.label}-{spec.parametrisation}",
+)
+def test_our_empirical_ntk_equals_neural_tangents_in_float64(spec) -> None:
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.normal(size=(6, 1)) * 10, rng.normal(size=(4, 1))
+    ours = empirical_ntk(x1, x2, spec, seeds=[0, 7])
+    model = MLP(spec)
+
+    def f(p: dict, inputs: jax.Array) -> jax.Array:
+        return model.apply({"params": p}, inputs)
+
+    # Implementation 3 (structured derivatives) is what the book used before; it breaks on jax 0.10+.
+    implementations = [1, 2, 3] if jax.__version_info__ < (0, 10) else [1, 2]
+    with jax.enable_x64(True):
+        for i, seed in enumerate([0, 7]):
+            params = model.init(jax.random.key(seed), jnp.asarray(x1[:1]))["params"]
+            for implementation in implementations:
+                ntk_fn = nt.empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0, implementation=implementation)
+                theirs = np.asarray(ntk_fn(jnp.asarray(x1), jnp.asarray(x2), params))
+                np.testing.assert_allclose(ours[i], theirs, rtol=1e-10, atol=0, err_msg=f"implementation {implementation}")
+
+
+class _ThreeOutputs(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return nn.Dense(3)(jnp.tanh(nn.Dense(8)(x)))
+
+
+def test_empirical_ntk_fn_traces_outputs_and_gives_the_diagonal() -> None:
+    model = _ThreeOutputs()
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (5, 2), jnp.float64)
+        params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(1), x))
+
+        def f(p: dict, inputs: jax.Array) -> jax.Array:
+            return model.apply(p, inputs)
+
+        ours = np.asarray(jax.jit(empirical_ntk_fn(f))(x, None, params))
+        diagonal = np.asarray(empirical_ntk_fn(f, diagonal=True)(x, None, params))
+        theirs = np.asarray(nt.empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0)(x, None, params))
+        with pytest.raises(ValueError, match="pass x2=None"):
+            empirical_ntk_fn(f, diagonal=True)(x, x, params)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(diagonal, np.diag(theirs), rtol=1e-10, atol=0)
+
+
+def test_the_books_empirical_ntk_does_not_need_neural_tangents() -> None:
+    # With neural-tangents unimportable, companion.kernels still computes the empirical NTK.
+    code = (
+        "import sys; sys.modules['neural_tangents'] = None\n"
+        "import numpy as np\n"
+        "from companion.arch import theory_spec\n"
+        "from companion.kernels import empirical_ntk\n"
+        "k = empirical_ntk(np.array([[1.0], [-2.0]]), None, theory_spec(depth=2).replace(width=8))\n"
+        "assert k.shape == (2, 2) and np.all(np.isfinite(k)), k\n"
+        "assert 'neural_tangents' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_self_check_runs_every_path_the_book_uses() -> None:
+    assert "agree" in compat.nt_self_check()
 
 
 def test_tensorflow_bridge_raises_a_clear_error() -> None:

@@ -14,7 +14,8 @@ package registries, with the Python that runs it:
    checked before it is pushed);
 3. each chapter (default: every notebook under ``book/<part>/``) is executed with nbclient in the
    ``ci`` profile, as a reader would run it top to bottom (the Colab cell itself skips outside Colab),
-   after ``python -m companion doctor`` checked that JAX works and neural-tangents imports.
+   after ``python -m companion doctor`` checked that JAX works and that every neural-tangents path
+   the book uses gives the right numbers on this JAX.
 
 The report, in Markdown (versions, each chapter's status and time, every failing cell with its
 source and error, and what the chapters wrote to stderr), goes to FILE (default
@@ -150,7 +151,8 @@ def installed_versions(python: Path) -> dict[str, str]:
 
 def doctor(python: Path) -> dict:
     """``python -m companion doctor`` in the new environment: JAX works, neural-tangents imports
-    through companion.nt and computes a LayerNorm kernel (whether or not a chapter uses it yet)."""
+    through companion.nt, and every path of it the book uses agrees with a closed form or with the
+    book's own code (``companion.nt.nt_self_check``)."""
     env = os.environ | {"COMPANION_PROFILE": "ci", "COMPANION_PROGRESS": "0"}
     result = subprocess.run([str(python), "-m", "companion", "doctor"], capture_output=True, text=True, env=env)
     return {"ok": result.returncode == 0, "output": (result.stdout + result.stderr).strip()}

@@ -144,16 +144,11 @@ def _data() -> Check:
 
 def _neural_tangents() -> Check:
     try:
-        from companion.nt import nt, patched_names, stax
+        from companion.nt import nt, nt_self_check, patched_names
 
-        import jax.numpy as jnp
-
-        _, _, kernel_fn = stax.serial(stax.Dense(8, b_std=0.1), stax.LayerNorm(), stax.Relu(), stax.Dense(1, b_std=0.1))
-        value = float(kernel_fn(jnp.ones((1, 2)), None, "ntk")[0, 0])
-        if not value > 0:
-            return Check("neural-tangents", False, f"LayerNorm NTK diagonal is {value}", "reinstall from requirements.lock")
+        checked = nt_self_check()  # every neural-tangents path the book uses; raises when one is wrong
         shim = f"{len(patched_names)} JAX names shimmed" if patched_names else "no shim needed"
-        return Check("neural-tangents", True, f"{nt.__version__} imports via companion.nt ({shim})")
+        return Check("neural-tangents", True, f"{nt.__version__} imports via companion.nt ({shim}); {checked}")
     except Exception as error:
         return Check(
             "neural-tangents", False, f"{type(error).__name__}: {error}",

@@ -19,8 +19,12 @@ Use it as::
     from companion.nt import nt, stax
 
 Everything else of neural-tangents (``stax`` kernels, ``empirical_ntk_fn``, ``predict``, ``batch``,
-``monte_carlo_kernel_fn``) works unchanged on jax 0.5.3–0.9.2; on jax 0.10+ only
-``empirical_ntk_fn(implementation=3)`` is known to break.
+``monte_carlo_kernel_fn``) works unchanged on jax 0.5.3–0.9.2; on jax 0.10+
+``empirical_ntk_fn(implementation=3)`` breaks for good, which is why the book computes empirical
+NTKs with JAX's own transforms (:func:`companion.kernels.empirical_ntk_fn`) and keeps
+neural-tangents as the independent reference. :func:`nt_self_check` runs every neural-tangents
+path the book uses and checks each against a closed form or against the book's own code
+(``python -m companion doctor`` calls it).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import types
 import warnings
 from typing import Any
 
-__all__ = ["nt", "stax", "NT_VERSION_TESTED", "patched_names"]
+__all__ = ["nt", "stax", "NT_VERSION_TESTED", "patched_names", "nt_self_check"]
 
 NT_VERSION_TESTED = "0.6.5"
 
@@ -194,3 +198,58 @@ def _import_neural_tangents() -> types.ModuleType:
 
 nt = _import_neural_tangents()
 stax = nt.stax
+
+
+def nt_self_check() -> str:
+    """Run every neural-tangents path the book uses on tiny inputs; say which, or raise.
+
+    1. ``stax`` kernels in float64 (``Dense`` in the NTK parametrisation with a bias, ``LayerNorm``
+       right after it, ``Relu``, ``LeakyRelu``, ``Gelu``, ``Erf``, ``ElementwiseNumerical``,
+       ``serial``): finite and positive on the diagonal, and the LayerNorm network's NTK diagonal
+       equal to its closed form ``W_std^2 + b_std^2`` of the read-out (independent of the input).
+    2. ``empirical_ntk_fn`` (the default Jacobian contraction, as the transformer chapter uses it,
+       with ``trace_axes``, ``vmap_axes`` and ``diagonal_axes``) on a flax network, equal to
+       :func:`companion.kernels.empirical_ntk_fn`, which uses JAX's own transforms only.
+
+    Returns a one-line summary; raises :class:`RuntimeError` naming the path that gave a wrong
+    number (an exception of neural-tangents or JAX passes through unchanged).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from companion.arch import theory_spec
+    from companion.kernels.reference import empirical_ntk_fn, stax_model
+    from companion.models import MLP
+
+    x = np.array([[1.0, 2.0], [-0.5, 3.0], [40.0, -7.0]])
+    with jax.enable_x64(True):
+        w, b = 1.3, 0.2
+        _, _, kernel_fn = stax.serial(
+            stax.Dense(4, W_std=1.5, b_std=0.3, parameterization="ntk"), stax.LayerNorm(axis=-1), stax.Relu(),
+            stax.Dense(1, W_std=w, b_std=b, parameterization="ntk"),
+        )
+        diagonal = np.diag(np.asarray(kernel_fn(jnp.asarray(x), None, "ntk")))
+        if not np.allclose(diagonal, w**2 + b**2, rtol=1e-9):
+            raise RuntimeError(f"stax LayerNorm NTK diagonal {diagonal} differs from its closed form {w**2 + b**2}")
+        for activation in ("relu", "leaky_relu", "gelu", "erf", "silu"):
+            spec = theory_spec(depth=2, activation=activation, layernorm=(1,))
+            k = np.asarray(stax_model(spec, numerical_degree=16)[2](jnp.asarray(x), None, "ntk"))
+            if not (np.all(np.isfinite(k)) and np.all(np.diag(k) > 0)):
+                raise RuntimeError(f"stax NTK of the {activation} network is not a kernel: {k}")
+
+        model = MLP(theory_spec(depth=2, layernorm=(1,)).replace(width=16))
+        params = model.init(jax.random.key(0), jnp.asarray(x[:1]))["params"]
+
+        def f(p: Any, inputs: Any) -> Any:
+            return model.apply({"params": p}, inputs)
+
+        ours = np.asarray(jax.jit(empirical_ntk_fn(f))(jnp.asarray(x), None, params))
+        theirs = np.asarray(nt.empirical_ntk_fn(f, trace_axes=(-1,), vmap_axes=0)(jnp.asarray(x), None, params))
+        diag = nt.empirical_ntk_fn(f, trace_axes=(-1,), diagonal_axes=(0,), vmap_axes=0)
+        theirs_diagonal = np.asarray(diag(jnp.asarray(x), None, params))
+    if not np.allclose(theirs, ours, rtol=1e-9, atol=0):
+        raise RuntimeError(f"empirical_ntk_fn gives {theirs}, JAX's own transforms {ours}")
+    if not np.allclose(theirs_diagonal, np.diag(ours), rtol=1e-9, atol=0):
+        raise RuntimeError(f"empirical_ntk_fn(diagonal_axes=(0,)) gives {theirs_diagonal}, expected {np.diag(ours)}")
+    return "stax kernels and empirical_ntk_fn agree with closed forms and JAX"

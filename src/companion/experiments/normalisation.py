@@ -9,8 +9,8 @@ hidden layer:
 
 1. **Is the NTK diagonal bounded?** :func:`infinite_width_diagonal` gives the derived closed form
    of ``Theta(x, x)`` at infinite width (NTK parametrisation) for every row, and
-   :func:`kernel_measurements` measures the empirical NTK at initialisation (neural-tangents'
-   ``empirical_ntk_fn``, mean over seeds) on and off the diagonal as ``|x|`` grows.
+   :func:`kernel_measurements` measures the empirical NTK at initialisation
+   (:func:`companion.kernels.empirical_ntk_fn`, mean over seeds) on and off the diagonal as ``|x|`` grows.
 2. **Does the trained network's extrapolation stay bounded?** The networks are trained on the toy
    sine of the first chapter (:func:`companion.experiments.first_look.run`, standard
    parametrisation, Adam) and evaluated up to :attr:`Config.reach` training half-widths away.
@@ -42,9 +42,9 @@ from scipy import integrate
 from companion import kernels, profile
 from companion.arch import MLPSpec, theory_spec
 from companion.experiments import first_look
+from companion.kernels import empirical_ntk_fn
 from companion.models import MLP
 from companion.normalisation import DYT_ALPHA0
-from companion.nt import nt
 
 __all__ = [
     "Config", "CONFIGS", "config", "ROWS", "variants", "first_layer_terms", "infinite_width_diagonal",
@@ -186,7 +186,7 @@ def kernel_measurements(cfg: Config) -> dict[str, dict[str, np.ndarray]]:
     out = {}
     for name, spec in variants(cfg, theory=True).items():
         model = MLP(spec)
-        ntk = nt.empirical_ntk_fn(lambda p, xs, model=model: model.apply({"params": p}, xs), trace_axes=(-1,), vmap_axes=0)
+        ntk = empirical_ntk_fn(lambda p, xs, model=model: model.apply({"params": p}, xs))
         params = jax.vmap(lambda k, model=model: model.init(k, x[:1])["params"])(keys)
         kernels = np.asarray(jax.jit(jax.vmap(lambda p, ntk=ntk: ntk(x, None, p)))(params))
         out[name] = {"diagonal": np.diagonal(kernels, axis1=1, axis2=2)[:, :-1], "anchor": kernels[:, :-1, -1]}

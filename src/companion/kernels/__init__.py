@@ -16,6 +16,7 @@ Entry points
 :func:`soft_cosine`    the soft-cosine ``S(x, x'; sigma^2)`` of Def. C.1
 :func:`stax_model`     the same network in neural-tangents (reference kernels, finite networks)
 :func:`empirical_ntk`  the finite-width NTK of a flax network at initialisation
+:func:`empirical_ntk_fn` the finite-width NTK of any ``f(params, x)`` (JAX transforms only)
 
 Conventions: NTK parametrisation with the weight scales of :attr:`MLPSpec.weight_scales` and bias
 scale ``sigma_b`` in every layer, scalar output, parameter-free LayerNorm between a hidden layer's
@@ -25,7 +26,7 @@ the paper's constants (``sigma_w_input = 1``, ``sigma_w = sqrt(c_phi)``, ``sigma
 
 from companion.kernels.duals import DUALS
 from companion.kernels.recursion import Kernels, kernel, kernel_diag, kernel_fn, kernel_pairs, soft_cosine
-from companion.kernels.reference import empirical_ntk, stax_model
+from companion.kernels.reference import empirical_ntk, empirical_ntk_fn, stax_model
 from companion.kernels.regression import (
     OutputBound,
     Regression,
@@ -46,6 +47,7 @@ __all__ = [
     "diagonal_profile",
     "diagonal_sup",
     "empirical_ntk",
+    "empirical_ntk_fn",
     "kernel",
     "kernel_diag",
     "kernel_fn",
