@@ -127,13 +127,18 @@ def test_catalogue_lists_both_layouts_of_saved_results_with_their_provenance(tmp
     assert faces.wall_seconds == 420.0 and faces.versions["torch"] == "2.9.0" and faces.complete is None
     rows = site.saved_rows(tmp_path)
     assert rows[0]["date"] == "2026-01-02 to 2026-01-03" and rows[0]["time"] == "10 min"
-    assert rows[1]["file"] == "`book/experiments/results/faces-full.json`" and rows[1]["device"] == "gpu:Tesla T4"
+    assert rows[1]["file"] == "`book/experiments/results/faces-full.json`" and rows[1]["device"] == "Tesla T4 (gpu)"
     assert artefacts.catalogue(tmp_path / "empty") == []
+
+
+def test_devices_are_named_as_a_reader_names_them() -> None:
+    assert site.device_name("cpu:cpu") == "cpu" and site.device_name("gpu:NVIDIA H100") == "NVIDIA H100 (gpu)"
+    assert site.device_name("tpu") == "tpu"
 
 
 def test_status_page_rows_describe_this_environment() -> None:
     rows = dict(site.environment_rows())
-    assert rows["profile"].startswith("`ci`") and rows["devices JAX sees"]
+    assert rows["profile"].startswith("`ci`") and ":" not in rows["devices JAX sees"]
     assert rows["`jax`"] == "0.9.2" and "`sphinx-mathjax-offline`" in rows
 
 

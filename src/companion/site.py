@@ -39,8 +39,8 @@ import companion
 from companion import artefacts, profile
 
 __all__ = [
-    "public_modules", "chapters_importing", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines",
-    "setup",
+    "public_modules", "chapters_importing", "device_name", "environment_rows", "saved_rows", "profile_changes",
+    "gpu_note_lines", "setup",
 ]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
@@ -93,6 +93,21 @@ def _versions() -> list[tuple[str, str]]:
     return rows
 
 
+def device_name(device: str) -> str:
+    """A device as a reader names it: ``cpu`` for JAX's ``cpu:cpu``, ``NVIDIA H100 (gpu)`` for ``gpu:NVIDIA H100``.
+
+    Saved results record devices as ``platform:kind`` (:func:`companion.artefacts.provenance`).
+    """
+    platform, _, kind = device.partition(":")
+    if not kind or kind.lower() == platform.lower():
+        return platform or kind
+    return f"{kind} ({platform})"
+
+
+def _devices(devices: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(dict.fromkeys(device_name(d) for d in devices))
+
+
 def environment_rows() -> list[tuple[str, str]]:
     """(what, value) rows describing this build: date, profile, devices, machine, Python, commit, versions."""
     origin = artefacts.provenance()
@@ -102,7 +117,7 @@ def environment_rows() -> list[tuple[str, str]]:
     rows = [
         ("built", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("profile", f"`{profile.active()}` (`${profile.ENV_VAR}`)"),
-        ("devices JAX sees", ", ".join(origin["devices"])),
+        ("devices JAX sees", _devices(origin["devices"])),
         ("machine", origin["machine"]),
         ("Python", origin["python"]),
         ("commit", f"`{commit}`"),
@@ -131,7 +146,7 @@ def saved_rows(checkout: Path | None = None) -> list[dict[str, str]]:
             "profile": saved.profile + ("" if saved.complete in (None, True) else " (incomplete)"),
             "file": f"`{where}`",
             "date": " to ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "not recorded",
-            "device": ", ".join(saved.devices) or "not recorded",
+            "device": _devices(saved.devices) or "not recorded",
             "time": _duration(saved.wall_seconds),
             "versions": ", ".join(f"{k} {v}" for k, v in saved.versions.items() if k in ("jax", "flax", "optax", "torch")),
             "commit": ", ".join(c[:10] for c in saved.commits) or "not recorded",
@@ -166,7 +181,7 @@ def gpu_note_lines(experiment: str, statement: list[str]) -> list[str]:
         run = saved[0]
         days = ", ".join(sorted({d[:10] for d in run.dates})) or "date not recorded"
         measured = (f"The saved `full` result that this page shows took {_duration(run.wall_seconds)} on "
-                    f"{', '.join(run.devices) or 'an unrecorded device'} ({days}).")
+                    f"{_devices(run.devices) or 'an unrecorded device'} ({days}).")
     else:
         measured = ("This copy of the book has no saved `full` result of this chapter, so its run time has not "
                     f"been measured here; the page shows its live run in the `{profile.active()}` profile.")
@@ -206,7 +221,7 @@ def setup(app: Any) -> dict[str, Any]:
 
     class BuildEnvironment(_Generated):
         def run(self) -> list[nodes.Node]:
-            return self.parse(_table(["", "this build"], [list(row) for row in environment_rows()]))
+            return self.parse(_table(["what", "this build"], [list(row) for row in environment_rows()]))
 
     class SavedResults(_Generated):
         def run(self) -> list[nodes.Node]:
@@ -217,7 +232,7 @@ def setup(app: Any) -> dict[str, Any]:
             lines: list[str] = []
             for row in rows:  # one small table per result: eight columns do not fit a page
                 title = f"**{row.pop('experiment')}**, `{row.pop('profile')}` profile"
-                lines += [title, "", *_table(["", ""], [[key, value] for key, value in row.items()]), ""]
+                lines += [*_table(["saved result", title], [[key, value] for key, value in row.items()]), ""]
             return self.parse(lines)
 
     class ApiModules(_Generated):
