@@ -9,6 +9,7 @@
   of the soft-cosine ``S(x, x'; sigma_b^2)`` alone (Thm C.1).
 * :func:`heatmaps`: the analytic NTK on ``[-25, 25]^2`` for 1-D inputs, the infinite-width
   counterpart of the paper's Fig. 2.
+* :func:`plot_diagonals` and :func:`plot_heatmaps` draw the chapter's figures of them.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ __all__ = [
     "Collapse",
     "soft_cosine_collapse",
     "heatmaps",
+    "plot_diagonals",
+    "plot_heatmaps",
 ]
 
 
@@ -149,3 +152,31 @@ def heatmaps(cfg: Config, specs: dict[str, MLPSpec]) -> tuple[np.ndarray, dict[s
     """``Theta(x, x')`` on a ``heat_points x heat_points`` grid of 1-D inputs in ``[-reach, reach]``."""
     grid = np.linspace(-cfg.heat_reach, cfg.heat_reach, cfg.heat_points)
     return grid, {label: kernel(grid[:, None], None, spec).ntk for label, spec in specs.items()}
+
+
+def plot_diagonals(ax, diag: Diagonals) -> None:
+    """The diagonals against ``|x|`` on log-log axes; placements whose curves coincide share one
+    line and one legend entry that says so (:func:`companion.plotting.curves`)."""
+    from companion import plotting
+
+    ax.set(xscale="log", yscale="log", xlabel=r"$\|x\|$", ylabel=r"$\Theta(x, x)$")
+    plotting.curves(ax, diag.norms, diag.values)
+    ax.legend()
+
+
+def plot_heatmaps(grid: np.ndarray, heat: dict[str, np.ndarray]):
+    """The heat maps of :func:`heatmaps` in a 2-column grid, each with its own colour bar beside it
+    (constrained layout keeps bars and the next panel's labels apart). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(heat) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(7.2, 3.0 * rows), layout="constrained", squeeze=False)
+    extent = (grid[0], grid[-1], grid[0], grid[-1])
+    for ax, (label, values) in zip(axes.flat, heat.items()):
+        image = ax.imshow(values, origin="lower", extent=extent, cmap="viridis")
+        ax.set(title=label, xlabel="$x'$", ylabel="$x$")
+        ax.grid(False)
+        fig.colorbar(image, ax=ax, shrink=0.9, label=r"$\Theta(x, x')$")
+    for ax in axes.flat[len(heat):]:
+        ax.set_visible(False)
+    return fig
