@@ -13,7 +13,7 @@ SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 .PHONY: book test env doctor clean lock FORCE
 .PHONY: gpu-env drift
 .PHONY: bench bench-quick
-.PHONY: browser
+.PHONY: browser pdf
 
 env: $(STAMP)
 
@@ -45,6 +45,13 @@ FORCE:
 book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# The whole book as one PDF (proofs and solutions open, code wrapped), next to the website as
+# _build/html/companion-book.pdf, which every page links to: the chapters as `make book` executed
+# them (its cache), laid out as one page by Sphinx and printed by the website test's Chromium.
+pdf: book browser
+	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
+	$(BIN)/python tools/pdf.py _build/singlehtml/index.html _build/html/companion-book.pdf
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
