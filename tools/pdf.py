@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Print the whole book to one PDF with the headless Chromium of the website test.
 
-    python tools/pdf.py _build/singlehtml/index.html _build/html/companion-book.pdf
+    python tools/pdf.py _build/singlehtml/index.html _build/pdf/companion-book.pdf
 
 ``make pdf`` builds the book as a single HTML page (Sphinx's ``singlehtml`` builder, from the
 chapters executed for ``make book``) and runs this script on it. The page is opened in Chromium
 (found, or installed on Debian/Ubuntu, by ``tools/browser.py``), MathJax is left to typeset every
 formula, every proof, solution and other dropdown is opened, and the page is printed through the
 DevTools protocol with the book's print style (``book/_static/companion.css``: code wrapped, no
-buttons). The PDF goes next to the website, where its pages link to it ("PDF of the book").
+buttons). ``make book`` then copies the PDF into the website, whose pages link to it ("PDF of the
+book"; ``companion.site``).
 """
 
 from __future__ import annotations

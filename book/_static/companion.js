@@ -14,7 +14,6 @@
 (function () {
   "use strict";
   var PHONE_MIN_SCALE = 0.8;
-  var PDF = "companion-book.pdf";
 
   function ready(fn) {
     if (document.readyState !== "loading") fn();
@@ -83,20 +82,18 @@
   }
 
   function linkThePdf() {
-    var root = document.documentElement.dataset.content_root || "";
-    var url = root + PDF;
-    fetch(url, { method: "HEAD" }).then(function (response) {
-      if (!response.ok) return;
-      document.querySelectorAll(".btn-download-pdf-button").forEach(function (button) {
-        var link = document.createElement("a");
-        link.href = url;
-        link.className = button.className;
-        link.title = "The whole book as one PDF, proofs and solutions included";
-        link.innerHTML = button.innerHTML;
-        link.querySelectorAll(".btn__text-container").forEach(function (t) { t.textContent = "PDF of the book"; });
-        button.replaceWith(link);
-      });
-    }, function () {});
+    // companion.site sets window.companionPdf when `make pdf` has put the book's PDF in the site
+    if (!window.companionPdf) return;
+    var url = (document.documentElement.dataset.content_root || "") + window.companionPdf;
+    document.querySelectorAll(".btn-download-pdf-button").forEach(function (button) {
+      var link = document.createElement("a");
+      link.href = url;
+      link.className = button.className;
+      link.title = "The whole book as one PDF, proofs and solutions included";
+      link.innerHTML = button.innerHTML;
+      link.querySelectorAll(".btn__text-container").forEach(function (t) { t.textContent = "PDF of the book"; });
+      button.replaceWith(link);
+    });
   }
 
   function openForPrint() {

@@ -49,6 +49,8 @@ __all__ = [
 SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
                  "sphinx-mathjax-offline", "selenium")
 _DYNAMIC = "companion-dynamic"
+#: The book as one PDF (``make pdf``, tools/pdf.py): written to ``_build/pdf/``, published with the website.
+PDF_NAME = "companion-book.pdf"
 _IMPORT = re.compile(  # from companion.x import a, b | from companion.x import (a, b) | import companion.x
     r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M
 )
@@ -434,6 +436,15 @@ def setup(app: Any) -> dict[str, Any]:
             buttons = context.get("header_buttons") or []
             buttons[:] = [button for button in buttons if button.get("label") != "launch-buttons"]
 
+    def publish_the_pdf(app: Any) -> None:
+        # `make pdf` prints the book to _build/pdf/ before the website is built: copy it into the
+        # site and tell book/_static/companion.js to link it from every page's download button.
+        pdf = Path(app.outdir).parent / "pdf" / PDF_NAME
+        if app.builder.name == "html" and pdf.is_file():
+            app.config.html_extra_path = [*app.config.html_extra_path, str(pdf.parent)]
+            app.add_js_file(None, body=f"window.companionPdf = {json.dumps(PDF_NAME)};")
+
+    app.connect("builder-inited", publish_the_pdf)
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("html-page-context", launch_only_notebooks, priority=510)
     app.connect("doctree-read", proofs_that_fold)
