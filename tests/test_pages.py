@@ -240,3 +240,8 @@ def test_bounded_kernel_figures_are_legible_at_the_text_width_and_on_a_phone() -
     finally:
         plt.close(fig_heat)
         plt.close(fig_diag)
+
+
+def test_the_site_script_keeps_figures_at_the_scale_their_text_was_checked_at() -> None:
+    script = (ROOT / "book" / "_static" / "companion.js").read_text()
+    assert f"var PHONE_MIN_SCALE = {plotting.PHONE_MIN_SCALE};" in script

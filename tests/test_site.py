@@ -357,7 +357,7 @@ def test_search_finds_layernorm(site: str, browser, screenshots: Path) -> None:
 _WIDER_THAN_SCREEN = """
 const width = document.documentElement.clientWidth;
 const scrolls = el => { for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
-  const s = getComputedStyle(e); if (['auto', 'scroll', 'hidden'].includes(s.overflowX) && e.clientWidth <= width) return true; } return false; };
+  const s = getComputedStyle(e); if (['auto', 'scroll'].includes(s.overflowX) && e.clientWidth <= width) return true; } return false; };
 const out = [];
 for (const el of document.querySelectorAll('main *')) {
   const r = el.getBoundingClientRect();
