@@ -41,8 +41,8 @@ import companion
 from companion import artefacts, profile
 
 __all__ = [
-    "API_PAGES", "modules_of_page", "field_lines", "public_modules", "chapters_importing", "device_name", "environment_rows", "saved_rows", "profile_changes",
-    "gpu_note_lines", "setup",
+    "API_PAGES", "modules_of_page", "field_lines", "public_modules", "chapters_importing", "device_name",
+    "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines", "setup",
 ]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
