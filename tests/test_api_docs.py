@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from companion import site
+from companion import apidoc, site
 from conftest import ROOT
 
-MODULES = site.public_modules()
+MODULES = apidoc.public_modules()
 
 
 def _public_objects(module):
@@ -80,7 +80,7 @@ def test_each_experiment_module_names_its_chapter() -> None:
 def test_chapters_importing_finds_modules_and_submodules() -> None:
     code = {"a": "from companion import plotting, profile\nfrom companion.data import casp\n",
             "b": "import companion.stats\nfrom companion.stats import lowess"}
-    used = site.chapters_importing(code)
+    used = apidoc.chapters_importing(code)
     assert used["companion.plotting"] == ["a"] and used["companion.data.casp"] == ["a"]
     assert used["companion.stats"] == ["b"]
     assert "companion" not in used and "companion.data" not in used and "companion.models" not in used
@@ -117,8 +117,8 @@ def test_api_reference_alone_builds_without_a_warning(tmp_path) -> None:
 
 
 def test_every_public_module_is_on_one_api_page_and_the_pages_say_so() -> None:
-    pages = {"book/appendix/api": ()} | site.API_PAGES
-    on = [m for names in pages.values() for m in site.modules_of_page(names)]
+    pages = {"book/appendix/api": ()} | apidoc.API_PAGES
+    on = [m for names in pages.values() for m in apidoc.modules_of_page(names)]
     assert sorted(on) == sorted(MODULES), "each public module belongs on exactly one API page"
     toc = (ROOT / "_toc.yml").read_text()
     for page, names in pages.items():
@@ -130,12 +130,12 @@ def test_every_public_module_is_on_one_api_page_and_the_pages_say_so() -> None:
 def test_dataclass_fields_are_described_by_type_and_default() -> None:
     from companion.experiments import bounded_kernel
 
-    assert site.field_lines(bounded_kernel.Config, "depth") == ["Field of type ``int``, default ``3``."]
-    assert site.field_lines(bounded_kernel.Config, "pairs") == ["Field of type ``int``, required."]
-    assert site.field_lines(int, "real") == []
+    assert apidoc.field_lines(bounded_kernel.Config, "depth") == ["Field of type ``int``, default ``3``."]
+    assert apidoc.field_lines(bounded_kernel.Config, "pairs") == ["Field of type ``int``, required."]
+    assert apidoc.field_lines(int, "real") == []
 
 
 def test_dollar_maths_in_docstrings_is_typeset_and_environment_variables_are_not() -> None:
-    to_role = lambda line: site._DOLLAR_MATH.sub(lambda m: f":math:`{m.group(1)}`", line)  # noqa: E731
+    to_role = apidoc.math_roles
     assert to_role(r"the NTK $\Theta(x, x)$ grows") == r"the NTK :math:`\Theta(x, x)` grows"
     assert to_role("set ``$COMPANION_DATA_DIR`` or $HOME") == "set ``$COMPANION_DATA_DIR`` or $HOME"

@@ -11,7 +11,7 @@ content when the book is built, so none of it is typed into a page:
     (:func:`companion.artefacts.catalogue`; appendix "Status of this build");
 ``{api-modules} [module ...]``
     one section per public module of :mod:`companion` named in the argument (a package stands for
-    its submodules too; no argument: those that no other page of :data:`API_PAGES` takes),
+    its submodules too; no argument: those that no other page of :data:`companion.apidoc.API_PAGES` takes),
     documented by ``sphinx.ext.autodoc``, with the chapters that import it (appendix "API
     reference" and its pages);
 ``{gpu-note} <experiment>``
@@ -32,17 +32,15 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import pkgutil
-import re
 from pathlib import Path
 from typing import Any
 
 import companion
 from companion import artefacts, profile
+from companion.apidoc import chapters_importing, field_lines, math_roles, modules_of_page, notebook_code, owner_class
 
 __all__ = [
-    "API_PAGES", "modules_of_page", "field_lines", "public_modules", "chapters_importing", "device_name",
-    "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines", "setup",
+    "device_name", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines", "setup",
 ]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
@@ -51,86 +49,6 @@ SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise
 _DYNAMIC = "companion-dynamic"
 #: The book as one PDF (``make pdf``, tools/pdf.py): written to ``_build/pdf/``, published with the website.
 PDF_NAME = "companion-book.pdf"
-_IMPORT = re.compile(  # from companion.x import a, b | from companion.x import (a, b) | import companion.x
-    r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M
-)
-
-
-#: The pages of the API reference (docnames) and the modules each documents; book/appendix/api
-#: documents the rest. Each page says ``{api-modules}`` followed by its modules.
-API_PAGES = {
-    "book/appendix/api-kernels": ("companion.kernels",),
-    "book/appendix/api-experiments": ("companion.experiments",),
-    "book/appendix/api-data": ("companion.data",),
-    "book/appendix/api-book": ("companion.artefacts", "companion.cli", "companion.doctor", "companion.notebook",
-                               "companion.plotting", "companion.progress", "companion.site"),
-}
-
-
-def modules_of_page(names: list[str] | tuple[str, ...]) -> list[str]:
-    """The public modules an API page documents: those ``names`` (a package with its submodules),
-    or with no names, every module that no page of :data:`API_PAGES` takes."""
-    def under(module: str, name: str) -> bool:
-        return module == name or (module.startswith(name + ".") and name != "companion")
-
-    if names:
-        return [m for m in public_modules() if any(under(m, n) for n in names)]
-    taken = [n for page in API_PAGES.values() for n in page]
-    return [m for m in public_modules() if not any(under(m, n) for n in taken)]
-
-
-def field_lines(cls: type, name: str) -> list[str]:
-    """What the API reference says of a dataclass field without a docstring of its own: its type
-    and default, e.g. ``int``, default ``3``."""
-    import dataclasses
-
-    if not dataclasses.is_dataclass(cls):
-        return []
-    field = next((f for f in dataclasses.fields(cls) if f.name == name), None)
-    if field is None:
-        return []
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", repr(field.type))
-    if field.default is not dataclasses.MISSING:
-        default = f", default ``{field.default!r}``"
-    elif field.default_factory is not dataclasses.MISSING:
-        default = f", default ``{field.default_factory.__name__}()``"
-    else:
-        default = ", required"
-    return [f"Field of type ``{kind}``{default}."]
-
-
-#: ``$...$`` in a docstring (not ``$NAME`` of an environment variable in a literal): maths.
-_DOLLAR_MATH = re.compile(r"(?<![\\$`\w])\$(?=\S)([^$\n]+?)(?<=\S)\$(?![\w`$])")
-
-
-def public_modules() -> list[str]:
-    """Every module and subpackage of :mod:`companion` whose name has no part starting with ``_``."""
-    names = ["companion"]
-    for info in pkgutil.walk_packages(companion.__path__, "companion."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
-
-
-def chapters_importing(sources: dict[str, str]) -> dict[str, list[str]]:
-    """Which chapters import each module: ``{module: [docname, ...]}`` from ``{docname: code}``.
-
-    ``from companion.data import casp`` counts for the module ``companion.data.casp`` (not for the
-    package), ``from companion.stats import lowess`` and ``import companion.stats`` for
-    ``companion.stats``.
-    """
-    modules = set(public_modules())
-    used: dict[str, list[str]] = {}
-    for docname, code in sorted(sources.items()):
-        found = set()
-        for package, names, plain in _IMPORT.findall(code):
-            submodules = {f"{package}.{n}" for n in re.split(r"[\s,()]+", names or "") if f"{package}.{n}" in modules}
-            found |= {plain} if plain else (submodules or {package})
-        for module in sorted(found & modules):
-            used.setdefault(module, []).append(docname)
-    return used
-
-
 def _versions() -> list[tuple[str, str]]:
     from companion import doctor
 
@@ -245,32 +163,9 @@ def gpu_note_lines(experiment: str, statement: list[str]) -> list[str]:
     ]
 
 
-def _owner(name: str) -> type | None:
-    """The class of an attribute's dotted name (``companion.x.Config.seed`` -> ``Config``), if any."""
-    import importlib
-
-    parts = name.split(".")
-    for split in range(len(parts) - 2, 0, -1):
-        try:
-            obj: Any = importlib.import_module(".".join(parts[:split]))
-        except ImportError:
-            continue
-        for part in parts[split:-1]:
-            obj = getattr(obj, part, None)
-        return obj if isinstance(obj, type) else None
-    return None
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-
-
-def _notebook_code(path: Path) -> str:
-    if path.suffix != ".ipynb":
-        return ""
-    cells = json.loads(path.read_text())["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
 def setup(app: Any) -> dict[str, Any]:
@@ -306,7 +201,7 @@ def setup(app: Any) -> dict[str, Any]:
         optional_arguments = 20
 
         def run(self) -> list[nodes.Node]:
-            sources = {doc: _notebook_code(Path(self.env.doc2path(doc))) for doc in self.env.found_docs}
+            sources = {doc: notebook_code(Path(self.env.doc2path(doc))) for doc in self.env.found_docs}
             used = chapters_importing(sources)
             lines: list[str] = []
             for module in modules_of_page(self.arguments):
@@ -336,10 +231,10 @@ def setup(app: Any) -> dict[str, Any]:
         # constants and properties: napoleon reads a first line "A: B" of those as "type: text", and
         # "#: The paper's Table 1 (Sec. 4.2): ..." would become a link to a type that does not exist.
         # Maths in docstrings: $...$ becomes the :math: role, as in the book's text.
-        lines[:] = [_DOLLAR_MATH.sub(lambda m: f":math:`{m.group(1)}`", line) for line in lines]
+        lines[:] = [math_roles(line) for line in lines]
         if what in ("attribute", "data", "property"):
             if what == "attribute" and not any(line.strip() for line in lines):
-                owner = _owner(name)
+                owner = owner_class(name)
                 if owner is not None:
                     lines[:] = field_lines(owner, name.rpartition(".")[2])
             return
