@@ -182,7 +182,8 @@ return {
 """
 
 
-_ROLE = re.compile(r"\{(?:[a-z]+:)?[a-z][a-z-]*(?::[a-z-]+)?\}`[^`\n]*`")
+#: A MyST role's source: ``{glue:text}`name``` (in inline code its backticks may be gone).
+_ROLE = re.compile(r"\{(?:glue(?::\w+)?|ref|numref|doc|eq|cite(?::\w+)?|prf:\w+|term|download|math|abbr|py:\w+)\}`?[\w:./-]*`*")
 
 
 def literal_roles(text: str) -> list[str]:
@@ -192,7 +193,8 @@ def literal_roles(text: str) -> list[str]:
 
 def test_literal_roles_are_found_and_ordinary_braces_are_not() -> None:
     assert literal_roles("took {glue:text}`main_name` s; see {ref}`ch-x`.") == ["{glue:text}`main_name`", "{ref}`ch-x`"]
-    assert literal_roles("a set {1, 2} and a dict {'a': 1} and `code`") == []
+    assert literal_roles("the file {glue:text}main_name`` unless") == ["{glue:text}main_name``"]  # from inline code
+    assert literal_roles("a set {1, 2}, a dict {'a': 1}, f'{name}' and `code`") == []
 
 
 def _screenshot(driver, path: Path, height: int, width: int = 1280) -> None:
@@ -271,7 +273,7 @@ def test_page_as_a_reader_sees_it(page: str, site: str, html: Path, browser, scr
     raw = re.findall(r"\{(?:prf:\w+|exercise|solution|admonition|note|warning|gpu-note)\}", report["prose"])
     if raw:
         problems.append(f"directives left as text: {sorted(set(raw))}")
-    roles = literal_roles(report["text"])
+    roles = literal_roles(report["text"]) if not page.startswith("book/appendix/api") else []  # the API documents them
     if roles:
         problems.append(f"roles left as text (a glue name never glued, a typo in a role): {roles[:5]}")
     if report["stray_outputs"]:
