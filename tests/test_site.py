@@ -363,7 +363,7 @@ const scrolls = el => { for (let e = el.parentElement; e && e !== document.body;
 const out = [];
 for (const el of document.querySelectorAll('main *')) {
   const r = el.getBoundingClientRect();
-  if (r.width && r.right > width + 1 && !scrolls(el)) out.push(el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 50));
+  if (r.width && r.right > width + 1 && getComputedStyle(el).visibility !== 'hidden' && !scrolls(el)) out.push(el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 50));
 }
 return {page: document.documentElement.scrollWidth, width: width, height: document.documentElement.scrollHeight, out: out.slice(0, 5)};
 """
