@@ -29,8 +29,9 @@ __all__ = [
     "smallest_text_px", "coincident", "curves", "band", "mark_training_range", "histograms",
 ]
 
-#: Width (CSS pixels) of the book's text column on a wide screen: a wider figure is shrunk to it.
-TEXT_WIDTH_PX = 730
+#: Width (CSS pixels) of the book's figures in a 1,280 px window (the theme's text column, less the output's
+#: padding), measured in Chromium: a wider figure is shrunk to it; at 1,400 px and more there are 750 px.
+TEXT_WIDTH_PX = 670
 #: The smallest text (CSS pixels) a figure may show at its rendered width.
 MIN_TEXT_PX = 9.0
 #: On a phone a figure is shown at least this fraction of its natural size (wider ones scroll).

@@ -170,7 +170,7 @@ def plot_heatmaps(grid: np.ndarray, heat: dict[str, np.ndarray]):
     import matplotlib.pyplot as plt
 
     rows = -(-len(heat) // 2)
-    fig, axes = plt.subplots(rows, 2, figsize=(7.2, 3.0 * rows), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(rows, 2, figsize=(6.9, 2.9 * rows), layout="constrained", squeeze=False)
     extent = (grid[0], grid[-1], grid[0], grid[-1])
     for ax, (label, values) in zip(axes.flat, heat.items()):
         image = ax.imshow(values, origin="lower", extent=extent, cmap="viridis")
