@@ -52,7 +52,7 @@ book: $(STAMP) _build/.cache-key
 # the site, and every page's download button links to it.
 pdf: $(STAMP) _build/.cache-key browser
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
-	$(BIN)/python tools/pdf.py _build/singlehtml/index.html _build/pdf/companion-book.pdf
+	$(BIN)/python tools/pdf.py _build/singlehtml _build/pdf/companion-book.pdf
 	$(MAKE) book
 
 test: $(STAMP) browser

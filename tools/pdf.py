@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Print the whole book to one PDF with the headless Chromium of the website test.
 
-    python tools/pdf.py _build/singlehtml/index.html _build/pdf/companion-book.pdf
+    python tools/pdf.py _build/singlehtml _build/pdf/companion-book.pdf
 
 ``make pdf`` builds the book as a single HTML page (Sphinx's ``singlehtml`` builder, from the
 chapters executed for ``make book``) and runs this script on it. The page is opened in Chromium
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import re
 import sys
 import tempfile
 import time
@@ -40,10 +41,27 @@ def _browser_tool():
     return module
 
 
+def one_page(folder: Path) -> Path:
+    """The book's single page in ``folder`` (a ``singlehtml`` build), placed where its links work.
+
+    Sphinx writes the page as ``book/intro.html`` (the book's root document) but links its images
+    and styles from the folder itself, and ``index.html`` only redirects to it; the page is
+    copied to ``folder/companion-book.html``.
+    """
+    index = folder / "index.html"
+    if not index.is_file():
+        raise SystemExit(f"{index} does not exist: build the single-page book first (make pdf does)")
+    text = index.read_text()
+    redirect = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"', text)
+    if redirect:
+        text = (folder / redirect.group(1)).read_text()
+    page = folder / "companion-book.html"
+    page.write_text(text)
+    return page
+
+
 def print_pdf(page: Path, output: Path) -> int:
     """Print ``page`` (a local HTML file) to ``output``; returns the number of bytes written."""
-    if not page.is_file():
-        raise SystemExit(f"{page} does not exist: build the single-page book first (make pdf does)")
     tool = _browser_tool()
     try:
         binary, driver_path = tool.locate()
@@ -64,6 +82,8 @@ def print_pdf(page: Path, output: Path) -> int:
             driver.set_script_timeout(TIMEOUT)
             driver.get(page.resolve().as_uri())
             settled = driver.execute_async_script(_OPEN_AND_TYPESET)
+            if not driver.execute_script("return !!window.MathJax"):
+                raise SystemExit(f"{page} loads no MathJax: are its _static files beside it?")
             if settled != "typeset":
                 raise SystemExit(f"the maths of {page} did not typeset: {settled}")
             deadline = time.monotonic() + TIMEOUT
@@ -71,6 +91,9 @@ def print_pdf(page: Path, output: Path) -> int:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"the images of {page} did not load within {TIMEOUT} s")
                 time.sleep(0.2)
+            broken = driver.execute_script("return [...document.images].filter(i => !i.naturalWidth).map(i => i.src)")
+            if broken:
+                raise SystemExit(f"images of {page} that did not load: {broken[:5]}")
             pdf = driver.execute_cdp_cmd("Page.printToPDF", {
                 "printBackground": True, "preferCSSPageSize": False, "paperWidth": 8.27, "paperHeight": 11.69,
                 "marginTop": 0.6, "marginBottom": 0.6, "marginLeft": 0.6, "marginRight": 0.6,
@@ -91,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    size = print_pdf(Path(args[0]), Path(args[1]))
+    size = print_pdf(one_page(Path(args[0])), Path(args[1]))
     print(f"wrote {args[1]} ({size / 1e6:.1f} MB)")
     return 0
 

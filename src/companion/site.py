@@ -340,6 +340,18 @@ def setup(app: Any) -> dict[str, Any]:
             app.add_js_file(None, body=f"window.companionPdf = {json.dumps(PDF_NAME)};")
 
     app.connect("builder-inited", publish_the_pdf)
+    def html_visitors_for_one_page(app: Any) -> None:
+        # The single-page build of `make pdf`: once any extension registers a visitor for
+        # "singlehtml" (sphinx-exercise does), Sphinx gives that builder those alone, not the
+        # "html" ones, and the build stops at the first other node ("departing unknown node type:
+        # HideCodeCellNode"). Give it every html visitor it lacks.
+        if app.builder.name == "singlehtml":
+            handlers = app.registry.translation_handlers
+            single = handlers.setdefault("singlehtml", {})
+            for node, visitors in handlers.get("html", {}).items():
+                single.setdefault(node, visitors)
+
+    app.connect("builder-inited", html_visitors_for_one_page)
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("html-page-context", launch_only_notebooks, priority=510)
     app.connect("doctree-read", proofs_that_fold)
