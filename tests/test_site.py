@@ -445,3 +445,11 @@ def test_sidebar_button_hides_and_shows_the_chapter_list_on_a_wide_screen(site: 
     _visible_button(browser, ".primary-toggle").click()
     _wait(browser, shown, "the ☰ button did not bring the chapter list back", 5)
     assert not _console_errors(browser)
+
+
+def test_download_button_links_the_books_pdf_when_the_site_has_it(site: str, html: Path, browser) -> None:
+    if not (html / "companion-book.pdf").is_file():
+        pytest.skip("this build has no PDF of the book (`make pdf` builds one and then the site with it)")
+    _open(browser, site + "book/theory/bounded-kernel.html")
+    links = browser.execute_script("return [...document.querySelectorAll('.btn-download-pdf-button')].map(a => a.href || '')")
+    assert links and all(href == site + "companion-book.pdf" for href in links), links

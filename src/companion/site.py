@@ -331,14 +331,23 @@ def setup(app: Any) -> dict[str, Any]:
             buttons = context.get("header_buttons") or []
             buttons[:] = [button for button in buttons if button.get("label") != "launch-buttons"]
 
-    def publish_the_pdf(app: Any) -> None:
-        # `make pdf` prints the book to _build/pdf/ before the website is built: copy it into the
-        # site and tell book/_static/companion.js to link it from every page's download button.
+    def find_the_pdf(app: Any, config: Any) -> None:
+        # `make pdf` prints the book to _build/pdf/ before the website is built. Whether there is
+        # one is a setting of the build (companion_pdf), so that every page is written again when
+        # it appears or goes, and not only the pages that changed.
         pdf = Path(app.outdir).parent / "pdf" / PDF_NAME
-        if app.builder.name == "html" and pdf.is_file():
-            app.config.html_extra_path = [*app.config.html_extra_path, str(pdf.parent)]
-            app.add_js_file(None, body=f"window.companionPdf = {json.dumps(PDF_NAME)};")
+        config.companion_pdf = PDF_NAME if Path(app.outdir).name == "html" and pdf.is_file() else ""
 
+    def publish_the_pdf(app: Any) -> None:
+        # Copy the PDF into the site and tell book/_static/companion.js to link it from every
+        # page's download button.
+        if app.builder.name == "html" and app.config.companion_pdf:
+            pdf = Path(app.outdir).parent / "pdf"
+            app.config.html_extra_path = [*app.config.html_extra_path, str(pdf)]
+            app.add_js_file(None, body=f"window.companionPdf = {json.dumps(app.config.companion_pdf)};")
+
+    app.add_config_value("companion_pdf", "", "html")
+    app.connect("config-inited", find_the_pdf)
     app.connect("builder-inited", publish_the_pdf)
     def html_visitors_for_one_page(app: Any) -> None:
         # The single-page build of `make pdf`: once any extension registers a visitor for
