@@ -13,7 +13,7 @@ SOURCES := $(shell find src -name '*.py' 2>/dev/null)
 .PHONY: book test env doctor clean lock FORCE
 .PHONY: gpu-env drift
 .PHONY: bench bench-quick
-.PHONY: browser
+.PHONY: browser pdf
 
 env: $(STAMP)
 
@@ -45,6 +45,15 @@ FORCE:
 book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# The whole book as one PDF (proofs and solutions open, code wrapped), then the website with it:
+# the chapters as `make book` executes them (its cache), laid out as one page by Sphinx, printed by
+# the website test's Chromium to _build/pdf/companion-book.pdf; `make book` then publishes it in
+# the site, and every page's download button links to it.
+pdf: $(STAMP) _build/.cache-key browser
+	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
+	$(BIN)/python tools/pdf.py _build/singlehtml _build/pdf/companion-book.pdf
+	$(MAKE) book
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest

@@ -12,10 +12,10 @@ import re
 
 import pytest
 
-from companion import site
+from companion import apidoc, site
 from conftest import ROOT
 
-MODULES = site.public_modules()
+MODULES = apidoc.public_modules()
 
 
 def _public_objects(module):
@@ -80,14 +80,14 @@ def test_each_experiment_module_names_its_chapter() -> None:
 def test_chapters_importing_finds_modules_and_submodules() -> None:
     code = {"a": "from companion import plotting, profile\nfrom companion.data import casp\n",
             "b": "import companion.stats\nfrom companion.stats import lowess"}
-    used = site.chapters_importing(code)
+    used = apidoc.chapters_importing(code)
     assert used["companion.plotting"] == ["a"] and used["companion.data.casp"] == ["a"]
     assert used["companion.stats"] == ["b"]
     assert "companion" not in used and "companion.data" not in used and "companion.models" not in used
 
 
 def test_api_reference_alone_builds_without_a_warning(tmp_path) -> None:
-    """The API page built on its own, with the book's autodoc settings, nitpicky, warnings as errors.
+    """The API pages built on their own, with the book's autodoc settings, nitpicky, warnings as errors.
 
     The book's build (tests/test_book.py) checks the same, but needs every chapter executed; this
     checks the docstrings' reST and cross-references in seconds.
@@ -101,8 +101,10 @@ def test_api_reference_alone_builds_without_a_warning(tmp_path) -> None:
     conf = {key: value for key, value in settings.items() if key.startswith(("autodoc_", "nitpick"))}
     source = tmp_path / "source"
     source.mkdir()
-    (source / "api.md").write_text((ROOT / "book" / "appendix" / "api.md").read_text())
-    (source / "index.md").write_text("# Index\n\n```{toctree}\napi\n```\n")
+    pages = sorted(path.stem for path in (ROOT / "book" / "appendix").glob("api*.md"))
+    for page in pages:
+        (source / f"{page}.md").write_text((ROOT / "book" / "appendix" / f"{page}.md").read_text())
+    (source / "index.md").write_text("# Index\n\n```{toctree}\n" + "\n".join(pages) + "\n```\n")
     (source / "conf.py").write_text(
         f"extensions = ['myst_parser', 'companion.site']\nroot_doc = 'index'\n"
         + "".join(f"{key} = {value!r}\n" for key, value in conf.items())
@@ -112,3 +114,28 @@ def test_api_reference_alone_builds_without_a_warning(tmp_path) -> None:
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-6000:]
+
+
+def test_every_public_module_is_on_one_api_page_and_the_pages_say_so() -> None:
+    pages = {"book/appendix/api": ()} | apidoc.API_PAGES
+    on = [m for names in pages.values() for m in apidoc.modules_of_page(names)]
+    assert sorted(on) == sorted(MODULES), "each public module belongs on exactly one API page"
+    toc = (ROOT / "_toc.yml").read_text()
+    for page, names in pages.items():
+        text = (ROOT / f"{page}.md").read_text()
+        assert re.search(rf"^```\{{api-modules\}} *{re.escape(' '.join(names))} *$", text, re.M), page
+        assert f"file: {page}\n" in toc, f"{page} is not in _toc.yml"
+
+
+def test_dataclass_fields_are_described_by_type_and_default() -> None:
+    from companion.experiments import bounded_kernel
+
+    assert apidoc.field_lines(bounded_kernel.Config, "depth") == ["Field of type ``int``, default ``3``."]
+    assert apidoc.field_lines(bounded_kernel.Config, "pairs") == ["Field of type ``int``, required."]
+    assert apidoc.field_lines(int, "real") == []
+
+
+def test_dollar_maths_in_docstrings_is_typeset_and_environment_variables_are_not() -> None:
+    to_role = apidoc.math_roles
+    assert to_role(r"the NTK $\Theta(x, x)$ grows") == r"the NTK :math:`\Theta(x, x)` grows"
+    assert to_role("set ``$COMPANION_DATA_DIR`` or $HOME") == "set ``$COMPANION_DATA_DIR`` or $HOME"

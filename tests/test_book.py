@@ -87,3 +87,17 @@ def test_no_page_shows_an_error_output(html: Path) -> None:
     for page in (html / "book").rglob("*.html"):
         text = page.read_text()
         assert "output traceback" not in text and "Traceback (most recent call last)" not in text, page.name
+
+
+def test_no_page_shows_a_stray_output_or_a_role_as_text(html: Path) -> None:
+    # A cell whose last line is an expression (e.g. a helper that returns its value) shows it as a
+    # bare quoted string under the cell; a role whose target is missing shows as its source text.
+    stray = re.compile(r'output text_plain[^>]*><div class="highlight"><pre><span></span>(&#39;|&quot;)[^\n<]*\1\n</pre>')
+    role = re.compile(r"\{(?:glue(?::\w+)?|ref|numref|doc|eq|cite(?::\w+)?|prf:\w+|term|download|math|abbr|py:\w+)\}")
+    problems = []
+    for page in sorted((html / "book").rglob("*.html")):
+        text = page.read_text()
+        problems += [f"{page.name}: stray output {m.group(0)[-40:]!r}" for m in stray.finditer(text)]
+        if not page.name.startswith("api"):  # the API reference documents the roles the chapters use
+            problems += [f"{page.name}: role left as text near {text[m.start():m.start() + 40]!r}" for m in role.finditer(text)]
+    assert not problems, "\n".join(problems[:20])

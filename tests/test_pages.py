@@ -4,6 +4,7 @@ the browser finder of the website test."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -127,13 +129,18 @@ def test_catalogue_lists_both_layouts_of_saved_results_with_their_provenance(tmp
     assert faces.wall_seconds == 420.0 and faces.versions["torch"] == "2.9.0" and faces.complete is None
     rows = site.saved_rows(tmp_path)
     assert rows[0]["date"] == "2026-01-02 to 2026-01-03" and rows[0]["time"] == "10 min"
-    assert rows[1]["file"] == "`book/experiments/results/faces-full.json`" and rows[1]["device"] == "gpu:Tesla T4"
+    assert rows[1]["file"] == "`book/experiments/results/faces-full.json`" and rows[1]["device"] == "Tesla T4 (gpu)"
     assert artefacts.catalogue(tmp_path / "empty") == []
+
+
+def test_devices_are_named_as_a_reader_names_them() -> None:
+    assert site.device_name("cpu:cpu") == "cpu" and site.device_name("gpu:NVIDIA H100") == "NVIDIA H100 (gpu)"
+    assert site.device_name("tpu") == "tpu"
 
 
 def test_status_page_rows_describe_this_environment() -> None:
     rows = dict(site.environment_rows())
-    assert rows["profile"].startswith("`ci`") and rows["devices JAX sees"]
+    assert rows["profile"].startswith("`ci`") and ":" not in rows["devices JAX sees"]
     assert rows["`jax`"] == "0.9.2" and "`sphinx-mathjax-offline`" in rows
 
 
@@ -166,3 +173,75 @@ def test_browser_finder_only_reports_with_find(monkeypatch, capsys) -> None:
     monkeypatch.setattr(tool, "_apt_install", lambda: pytest.fail("--find must not install"))
     assert tool.main(["--find"]) == 0
     assert "none here" in capsys.readouterr().out
+
+
+def test_legible_raises_small_text_and_thins_log_minor_labels() -> None:
+    import matplotlib.pyplot as plt
+
+    plotting.use_style()
+    fig, (ax, other) = plt.subplots(1, 2, figsize=(12, 3.5))
+    ax.plot([300, 700], [1, 2], label="a curve")
+    ax.set_xscale("log")
+    ax.legend(fontsize=5)
+    fig.colorbar(other.imshow(np.eye(3)), ax=other)
+    try:
+        assert plotting.smallest_text_px(fig)[0] < plotting.MIN_TEXT_PX
+        plotting.legible(fig)
+        size, text = plotting.smallest_text_px(fig)
+        assert size >= plotting.MIN_TEXT_PX - 1e-9, (size, text)
+        minor = [t.get_text() for t in ax.xaxis.get_ticklabels(which="minor") if t.get_text()]
+        # 300 to 700 is less than half a decade: matplotlib would label 3, 4, 5, 6 and 7 x 10^2
+        assert minor and all(re.search(r"\{[235]\\times", label) for label in minor), minor
+    finally:
+        plt.close(fig)
+
+
+def test_curves_that_coincide_share_one_legend_entry_that_says_so() -> None:
+    import matplotlib.pyplot as plt
+
+    x = np.geomspace(1, 1e6, 50)
+    values = {"no LN": x**2, "LN first": np.full_like(x, 4.0), "LN last": np.full_like(x, 4.01)}
+    assert plotting.coincident(values, log=True) == [["no LN"], ["LN first", "LN last"]]
+    assert plotting.coincident(values, tol=1e-5, log=True) == [["no LN"], ["LN first"], ["LN last"]]
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    plotting.curves(ax, x, values)
+    labels = [line.get_label() for line in ax.get_lines()]
+    plt.close(fig)
+    assert labels == ["no LN", "LN first = LN last (one line at this scale)"]
+
+
+def test_bounded_kernel_figures_are_legible_at_the_text_width_and_on_a_phone() -> None:
+    """The chapter's figures, drawn by the package, keep every text at least MIN_TEXT_PX at the
+    book's text width and at the smallest scale a phone shows them (PHONE_MIN_SCALE)."""
+    import matplotlib.pyplot as plt
+
+    from companion.experiments import bounded_kernel as bk
+
+    plotting.use_style()
+    cfg = dataclasses.replace(bk.config("ci"), norm_points=9, heat_points=9)
+    grid, heat = bk.heatmaps(cfg, bk.placements(cfg.heat_depth))
+    fig_heat = bk.plot_heatmaps(grid, heat)
+    fig_diag, ax = plt.subplots(figsize=(6, 3.6))
+    bk.plot_diagonals(ax, bk.diagonals(cfg, bk.placements(cfg.depth)))
+    try:
+        for fig in (fig_heat, fig_diag):
+            natural = fig.get_figwidth() * 96
+            assert natural <= plotting.TEXT_WIDTH_PX, "a figure wider than the text column is shrunk on every screen"
+            for width in (plotting.TEXT_WIDTH_PX, plotting.PHONE_MIN_SCALE * natural):
+                size, text = plotting.smallest_text_px(fig, width)
+                assert size >= plotting.MIN_TEXT_PX, f"{text!r} is {size:.1f} px at {width:.0f} px"
+        # the colour bars' labels stay clear of the next panel
+        fig_heat.canvas.draw()
+        renderer = fig_heat.canvas.get_renderer()
+        boxes = [ax.get_tightbbox(renderer) for ax in fig_heat.axes if ax.get_visible()]
+        overlaps = [(i, j) for i in range(len(boxes)) for j in range(i + 1, len(boxes)) if boxes[i].overlaps(boxes[j])]
+        assert not overlaps, f"panels or colour bars overlap: {overlaps}"
+    finally:
+        plt.close(fig_heat)
+        plt.close(fig_diag)
+
+
+def test_the_site_script_keeps_figures_at_the_scale_their_text_was_checked_at() -> None:
+    script = (ROOT / "book" / "_static" / "companion.js").read_text()
+    assert f"var PHONE_MIN_SCALE = {plotting.PHONE_MIN_SCALE};" in script

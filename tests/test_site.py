@@ -7,8 +7,11 @@ no JavaScript error, the maths typeset by MathJax (served with the site, no CDN)
 in the text, every image loaded, every output figure captioned and numbered, every admonition
 (theorems, proofs, exercises, notes) drawn with a title and every hidden solution or proof opening
 on a click, the Colab links of a chapter pointing at its own notebook, and every link inside the
-site leading to a page that exists. The search page must find "LayerNorm". A full-page screenshot
-of each page is saved in ``_build/screenshots/`` next to the build, for a person to look at.
+site leading to a page that exists, no stray output (a bare quoted value under a cell) and no role
+left as text (``{glue:text}`name```). The search page must find "LayerNorm". At a phone's width
+(390 px) no page is wider than the screen, and the sidebar buttons open the chapter list and the
+page's contents. A full-page screenshot of each page at both widths is saved in
+``_build/screenshots/`` (``phone/`` for 390 px) next to the build, for a person to look at.
 
 Without a browser the test is skipped with the reason, except in continuous integration
 (``CI=true``), where it fails.
@@ -41,6 +44,7 @@ CHROMIUM_FLAGS = (
 )
 #: Screenshots stop at this height (pixels): enough to see every page's layout and its first figures.
 SCREENSHOT_MAX_HEIGHT = 12_000
+PHONE_WIDTH = 390  # CSS pixels, a common phone's width
 TIMEOUT = 20  # seconds a page may take to load, typeset and show its images
 
 
@@ -169,13 +173,32 @@ return {
   colab: [...document.querySelectorAll('a[href*="colab.research.google.com"]')].map(a => a.href),
   links: [...main.querySelectorAll('a[href]')].map(a => a.href).filter(h => h.startsWith(location.origin)),
   ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  // the text a reader sees, code cells' source left out (inline code kept: a role left as text is often there)
+  text: (() => { const c = main.cloneNode(true); c.querySelectorAll('.cell_input, script, style, mjx-container').forEach(e => e.remove()); return c.textContent; })(),
+  stray_outputs: [...main.querySelectorAll('.cell_output .output.text_plain pre, .cell_output .output.text_html')]
+    .map(e => e.textContent.trim()).filter(t => /^(['"]).*\\1$/s.test(t) && !t.includes('\\n')),
   height: Math.max(document.body.scrollHeight, document.documentElement.scrollHeight),
 };
 """
 
 
-def _screenshot(driver, path: Path, height: int) -> None:
-    """The page's first ``height`` pixels (at most SCREENSHOT_MAX_HEIGHT), laid out at 1280 pixels wide.
+#: A MyST role's source: ``{glue:text}`name``` (in inline code its backticks may be gone).
+_ROLE = re.compile(r"\{(?:glue(?::\w+)?|ref|numref|doc|eq|cite(?::\w+)?|prf:\w+|term|download|math|abbr|py:\w+)\}`?[\w:./-]*`*")
+
+
+def literal_roles(text: str) -> list[str]:
+    """MyST roles left as text on a page, e.g. ``{glue:text}`main_name``` or ``{ref}`ch-x```."""
+    return sorted(set(_ROLE.findall(text)))
+
+
+def test_literal_roles_are_found_and_ordinary_braces_are_not() -> None:
+    assert literal_roles("took {glue:text}`main_name` s; see {ref}`ch-x`.") == ["{glue:text}`main_name`", "{ref}`ch-x`"]
+    assert literal_roles("the file {glue:text}main_name`` unless") == ["{glue:text}main_name``"]  # from inline code
+    assert literal_roles("a set {1, 2}, a dict {'a': 1}, f'{name}' and `code`") == []
+
+
+def _screenshot(driver, path: Path, height: int, width: int = 1280) -> None:
+    """The page's first ``height`` pixels (at most SCREENSHOT_MAX_HEIGHT), laid out ``width`` pixels wide.
 
     The window is made that tall for the shot, as a full-page screenshot does (capturing beyond the
     viewport instead draws some tall pages shifted sideways).
@@ -184,7 +207,7 @@ def _screenshot(driver, path: Path, height: int) -> None:
 
     height = max(900, min(height, SCREENSHOT_MAX_HEIGHT))
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False})
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width <= PHONE_WIDTH})
     try:
         shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
     finally:
@@ -250,6 +273,12 @@ def test_page_as_a_reader_sees_it(page: str, site: str, html: Path, browser, scr
     raw = re.findall(r"\{(?:prf:\w+|exercise|solution|admonition|note|warning|gpu-note)\}", report["prose"])
     if raw:
         problems.append(f"directives left as text: {sorted(set(raw))}")
+    roles = literal_roles(report["text"]) if not page.startswith("book/appendix/api") else []  # the API documents them
+    if roles:
+        problems.append(f"roles left as text (a glue name never glued, a typo in a role): {roles[:5]}")
+    if report["stray_outputs"]:
+        problems.append("stray outputs (a cell ending in an expression, e.g. glue(...) that returns its value): "
+                        f"{report['stray_outputs'][:5]}")
 
     # Colab: a chapter's links (its "Open in Colab" and the launch button) open its own notebook.
     if (ROOT / f"{page}.ipynb").is_file():
@@ -323,3 +352,104 @@ def test_search_finds_layernorm(site: str, browser, screenshots: Path) -> None:
     chapters = [href for href in pages if "/book/" in href and "/appendix/api" not in href]
     assert chapters, f"no page of the book was found for 'LayerNorm', only {pages[:5]}"
     assert not _console_errors(driver)
+
+
+# At a phone's width: what sticks out past the right edge of the screen, outside anything that
+# scrolls sideways by itself (a table's or a figure's container, display maths).
+_WIDER_THAN_SCREEN = """
+const width = document.documentElement.clientWidth;
+const scrolls = el => { for (let e = el.parentElement; e && e !== document.body; e = e.parentElement) {
+  const s = getComputedStyle(e); if (['auto', 'scroll'].includes(s.overflowX) && e.clientWidth <= width) return true; } return false; };
+const out = [];
+for (const el of document.querySelectorAll('main *')) {
+  const r = el.getBoundingClientRect();
+  if (r.width && r.right > width + 1 && getComputedStyle(el).visibility !== 'hidden' && !scrolls(el)) out.push(el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 50));
+}
+return {page: document.documentElement.scrollWidth, width: width, height: document.documentElement.scrollHeight, out: out.slice(0, 5)};
+"""
+
+
+@pytest.fixture()
+def phone(browser) -> Iterator[object]:
+    """The browser laid out as a phone: 390 CSS pixels wide, touch, the page's mobile viewport."""
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    try:
+        yield browser
+    finally:
+        browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _open(driver, url: str) -> None:
+    driver.get_log("browser")
+    driver.get(url)
+    _wait(driver, "return document.readyState === 'complete'", f"{url} did not finish loading")
+    driver.set_script_timeout(TIMEOUT)
+    driver.execute_async_script(_SETTLE)
+    _wait(driver, "return [...document.querySelectorAll('main img')].every(i => i.complete)", f"the images of {url} did not load")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_fits_a_phone(page: str, site: str, phone, screenshots: Path) -> None:
+    """No page is wider than a 390 px screen: long signatures, URLs and formulas wrap or scroll."""
+    _open(phone, site + page + ".html")
+    time.sleep(0.2)  # companion.js marks wide maths once MathJax is done
+    found = phone.execute_script(_WIDER_THAN_SCREEN)
+    folder = screenshots / "phone"
+    folder.mkdir(exist_ok=True)
+    _screenshot(phone, folder / (page.replace("/", "__") + ".png"), found["height"], width=PHONE_WIDTH)
+    phone.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                          {"width": PHONE_WIDTH, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    assert found["page"] <= found["width"] + 1 and not found["out"], \
+        f"{page} is {found['page']} px wide on a {found['width']} px screen; sticking out: {found['out']}"
+
+
+_MODAL_OPEN = """
+const dialog = document.getElementById(arguments[0]);
+if (!dialog || !dialog.open) return null;
+return [...dialog.querySelectorAll('a')].filter(a => a.getClientRects().length && a.offsetWidth).map(a => a.textContent.trim());
+"""
+
+
+def _visible_button(driver, selector: str):
+    from selenium.webdriver.common.by import By
+
+    shown = [b for b in driver.find_elements(By.CSS_SELECTOR, selector) if b.is_displayed()]
+    assert shown, f"no visible {selector} button"
+    return shown[0]
+
+
+def test_sidebar_buttons_open_the_chapter_list_and_contents_on_a_phone(site: str, phone) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _open(phone, site + "book/theory/bounded-kernel.html")
+    _visible_button(phone, ".primary-toggle").click()
+    links = _wait(phone, _MODAL_OPEN.replace("arguments[0]", "'pst-primary-sidebar-modal'"),
+                  "the ☰ button did not open the chapter list", timeout=5)
+    assert "Notation" in links and "One LayerNorm bounds the kernel" in links, links[:10]
+    phone.switch_to.active_element.send_keys(Keys.ESCAPE)
+    _wait(phone, "return !document.getElementById('pst-primary-sidebar-modal').open", "the chapter list did not close", 5)
+    _visible_button(phone, ".secondary-toggle").click()
+    contents = _wait(phone, _MODAL_OPEN.replace("arguments[0]", "'pst-secondary-sidebar-modal'"),
+                     "the Contents button did not open the page's contents", timeout=5)
+    assert any("chessboard" in text.lower() for text in contents), contents[:10]
+    assert not _console_errors(phone)
+
+
+def test_sidebar_button_hides_and_shows_the_chapter_list_on_a_wide_screen(site: str, browser) -> None:
+    _open(browser, site + "book/theory/bounded-kernel.html")
+    shown = "return getComputedStyle(document.getElementById('pst-primary-sidebar')).visibility === 'visible'"
+    assert browser.execute_script(shown), "the chapter list is not shown on a wide screen"
+    _visible_button(browser, ".primary-toggle").click()
+    _wait(browser, shown.replace("=== 'visible'", "=== 'hidden'"), "the ☰ button did not hide the chapter list", 5)
+    _visible_button(browser, ".primary-toggle").click()
+    _wait(browser, shown, "the ☰ button did not bring the chapter list back", 5)
+    assert not _console_errors(browser)
+
+
+def test_download_button_links_the_books_pdf_when_the_site_has_it(site: str, html: Path, browser) -> None:
+    if not (html / "companion-book.pdf").is_file():
+        pytest.skip("this build has no PDF of the book (`make pdf` builds one and then the site with it)")
+    _open(browser, site + "book/theory/bounded-kernel.html")
+    links = browser.execute_script("return [...document.querySelectorAll('.btn-download-pdf-button')].map(a => a.href || '')")
+    assert links and all(href == site + "companion-book.pdf" for href in links), links

@@ -9,9 +9,11 @@ content when the book is built, so none of it is typed into a page:
 ``{saved-results}``
     every saved result of an experiment in the checkout, with its provenance
     (:func:`companion.artefacts.catalogue`; appendix "Status of this build");
-``{api-modules}``
-    one section per public module of :mod:`companion`, documented by ``sphinx.ext.autodoc``, with
-    the chapters that import it (appendix "API reference");
+``{api-modules} [module ...]``
+    one section per public module of :mod:`companion` named in the argument (a package stands for
+    its submodules too; no argument: those that no other page of :data:`companion.apidoc.API_PAGES` takes),
+    documented by ``sphinx.ext.autodoc``, with the chapters that import it (appendix "API
+    reference" and its pages);
 ``{gpu-note} <experiment>``
     the admonition at the top of a heavy chapter (e.g. "Proteins larger than any seen in
     training"): what its ``full`` profile changes (from the experiment's ``CONFIGS``), the
@@ -30,56 +32,23 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 import json
-import pkgutil
-import re
 from pathlib import Path
 from typing import Any
 
 import companion
 from companion import artefacts, profile
+from companion.apidoc import chapters_importing, field_lines, math_roles, modules_of_page, notebook_code, owner_class
 
 __all__ = [
-    "public_modules", "chapters_importing", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines",
-    "setup",
+    "device_name", "environment_rows", "saved_rows", "profile_changes", "gpu_note_lines", "setup",
 ]
 
 #: Distributions listed on the status page besides those the doctor checks and artefacts record.
 SITE_PACKAGES = ("sphinx", "sphinx-book-theme", "sphinx-proof", "sphinx-exercise", "sphinxcontrib-bibtex",
                  "sphinx-mathjax-offline", "selenium")
 _DYNAMIC = "companion-dynamic"
-_IMPORT = re.compile(  # from companion.x import a, b | from companion.x import (a, b) | import companion.x
-    r"^[ \t]*(?:from[ \t]+(companion(?:\.\w+)*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)|import[ \t]+(companion(?:\.\w+)*))", re.M
-)
-
-
-def public_modules() -> list[str]:
-    """Every module and subpackage of :mod:`companion` whose name has no part starting with ``_``."""
-    names = ["companion"]
-    for info in pkgutil.walk_packages(companion.__path__, "companion."):
-        if not any(part.startswith("_") for part in info.name.split(".")):
-            names.append(info.name)
-    return sorted(names)
-
-
-def chapters_importing(sources: dict[str, str]) -> dict[str, list[str]]:
-    """Which chapters import each module: ``{module: [docname, ...]}`` from ``{docname: code}``.
-
-    ``from companion.data import casp`` counts for the module ``companion.data.casp`` (not for the
-    package), ``from companion.stats import lowess`` and ``import companion.stats`` for
-    ``companion.stats``.
-    """
-    modules = set(public_modules())
-    used: dict[str, list[str]] = {}
-    for docname, code in sorted(sources.items()):
-        found = set()
-        for package, names, plain in _IMPORT.findall(code):
-            submodules = {f"{package}.{n}" for n in re.split(r"[\s,()]+", names or "") if f"{package}.{n}" in modules}
-            found |= {plain} if plain else (submodules or {package})
-        for module in sorted(found & modules):
-            used.setdefault(module, []).append(docname)
-    return used
-
-
+#: The book as one PDF (``make pdf``, tools/pdf.py): written to ``_build/pdf/``, published with the website.
+PDF_NAME = "companion-book.pdf"
 def _versions() -> list[tuple[str, str]]:
     from companion import doctor
 
@@ -93,6 +62,21 @@ def _versions() -> list[tuple[str, str]]:
     return rows
 
 
+def device_name(device: str) -> str:
+    """A device as a reader names it: ``cpu`` for JAX's ``cpu:cpu``, ``NVIDIA H100 (gpu)`` for ``gpu:NVIDIA H100``.
+
+    Saved results record devices as ``platform:kind`` (:func:`companion.artefacts.provenance`).
+    """
+    platform, _, kind = device.partition(":")
+    if not kind or kind.lower() == platform.lower():
+        return platform or kind
+    return f"{kind} ({platform})"
+
+
+def _devices(devices: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(dict.fromkeys(device_name(d) for d in devices))
+
+
 def environment_rows() -> list[tuple[str, str]]:
     """(what, value) rows describing this build: date, profile, devices, machine, Python, commit, versions."""
     origin = artefacts.provenance()
@@ -102,7 +86,7 @@ def environment_rows() -> list[tuple[str, str]]:
     rows = [
         ("built", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("profile", f"`{profile.active()}` (`${profile.ENV_VAR}`)"),
-        ("devices JAX sees", ", ".join(origin["devices"])),
+        ("devices JAX sees", _devices(origin["devices"])),
         ("machine", origin["machine"]),
         ("Python", origin["python"]),
         ("commit", f"`{commit}`"),
@@ -131,7 +115,7 @@ def saved_rows(checkout: Path | None = None) -> list[dict[str, str]]:
             "profile": saved.profile + ("" if saved.complete in (None, True) else " (incomplete)"),
             "file": f"`{where}`",
             "date": " to ".join(dict.fromkeys([dates[0], dates[-1]])) if dates else "not recorded",
-            "device": ", ".join(saved.devices) or "not recorded",
+            "device": _devices(saved.devices) or "not recorded",
             "time": _duration(saved.wall_seconds),
             "versions": ", ".join(f"{k} {v}" for k, v in saved.versions.items() if k in ("jax", "flax", "optax", "torch")),
             "commit": ", ".join(c[:10] for c in saved.commits) or "not recorded",
@@ -166,7 +150,7 @@ def gpu_note_lines(experiment: str, statement: list[str]) -> list[str]:
         run = saved[0]
         days = ", ".join(sorted({d[:10] for d in run.dates})) or "date not recorded"
         measured = (f"The saved `full` result that this page shows took {_duration(run.wall_seconds)} on "
-                    f"{', '.join(run.devices) or 'an unrecorded device'} ({days}).")
+                    f"{_devices(run.devices) or 'an unrecorded device'} ({days}).")
     else:
         measured = ("This copy of the book has no saved `full` result of this chapter, so its run time has not "
                     f"been measured here; the page shows its live run in the `{profile.active()}` profile.")
@@ -184,13 +168,6 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
 
 
-def _notebook_code(path: Path) -> str:
-    if path.suffix != ".ipynb":
-        return ""
-    cells = json.loads(path.read_text())["cells"]
-    return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-
-
 def setup(app: Any) -> dict[str, Any]:
     """Register the directives of the status page, the API reference and the GPU note with Sphinx."""
     from docutils import nodes
@@ -206,7 +183,7 @@ def setup(app: Any) -> dict[str, Any]:
 
     class BuildEnvironment(_Generated):
         def run(self) -> list[nodes.Node]:
-            return self.parse(_table(["", "this build"], [list(row) for row in environment_rows()]))
+            return self.parse(_table(["what", "this build"], [list(row) for row in environment_rows()]))
 
     class SavedResults(_Generated):
         def run(self) -> list[nodes.Node]:
@@ -217,15 +194,17 @@ def setup(app: Any) -> dict[str, Any]:
             lines: list[str] = []
             for row in rows:  # one small table per result: eight columns do not fit a page
                 title = f"**{row.pop('experiment')}**, `{row.pop('profile')}` profile"
-                lines += [title, "", *_table(["", ""], [[key, value] for key, value in row.items()]), ""]
+                lines += [*_table(["saved result", title], [[key, value] for key, value in row.items()]), ""]
             return self.parse(lines)
 
     class ApiModules(_Generated):
+        optional_arguments = 20
+
         def run(self) -> list[nodes.Node]:
-            sources = {doc: _notebook_code(Path(self.env.doc2path(doc))) for doc in self.env.found_docs}
+            sources = {doc: notebook_code(Path(self.env.doc2path(doc))) for doc in self.env.found_docs}
             used = chapters_importing(sources)
             lines: list[str] = []
-            for module in public_modules():
+            for module in modules_of_page(self.arguments):
                 lines += [f"({'api-' + module.replace('.', '-')})=", f"## `{module}`", ""]
                 if module in used:
                     lines += ["Used in " + ", ".join(f"{{doc}}`/{doc}`" for doc in used[module]) + ".", ""]
@@ -251,7 +230,13 @@ def setup(app: Any) -> dict[str, Any]:
         # sphinx.ext.napoleon's NumPy and Google sections ("Parameters", "Returns", ...), but not on
         # constants and properties: napoleon reads a first line "A: B" of those as "type: text", and
         # "#: The paper's Table 1 (Sec. 4.2): ..." would become a link to a type that does not exist.
+        # Maths in docstrings: $...$ becomes the :math: role, as in the book's text.
+        lines[:] = [math_roles(line) for line in lines]
         if what in ("attribute", "data", "property"):
+            if what == "attribute" and not any(line.strip() for line in lines):
+                owner = owner_class(name)
+                if owner is not None:
+                    lines[:] = field_lines(owner, name.rpartition(".")[2])
             return
         from sphinx.ext.napoleon import Config
         from sphinx.ext.napoleon.docstring import GoogleDocstring, NumpyDocstring
@@ -346,6 +331,36 @@ def setup(app: Any) -> dict[str, Any]:
             buttons = context.get("header_buttons") or []
             buttons[:] = [button for button in buttons if button.get("label") != "launch-buttons"]
 
+    def find_the_pdf(app: Any, config: Any) -> None:
+        # `make pdf` prints the book to _build/pdf/ before the website is built. Whether there is
+        # one is a setting of the build (companion_pdf), so that every page is written again when
+        # it appears or goes, and not only the pages that changed.
+        pdf = Path(app.outdir).parent / "pdf" / PDF_NAME
+        config.companion_pdf = PDF_NAME if Path(app.outdir).name == "html" and pdf.is_file() else ""
+
+    def publish_the_pdf(app: Any) -> None:
+        # Copy the PDF into the site and tell book/_static/companion.js to link it from every
+        # page's download button.
+        if app.builder.name == "html" and app.config.companion_pdf:
+            pdf = Path(app.outdir).parent / "pdf"
+            app.config.html_extra_path = [*app.config.html_extra_path, str(pdf)]
+            app.add_js_file(None, body=f"window.companionPdf = {json.dumps(app.config.companion_pdf)};")
+
+    app.add_config_value("companion_pdf", "", "html")
+    app.connect("config-inited", find_the_pdf)
+    app.connect("builder-inited", publish_the_pdf)
+    def html_visitors_for_one_page(app: Any) -> None:
+        # The single-page build of `make pdf`: once any extension registers a visitor for
+        # "singlehtml" (sphinx-exercise does), Sphinx gives that builder those alone, not the
+        # "html" ones, and the build stops at the first other node ("departing unknown node type:
+        # HideCodeCellNode"). Give it every html visitor it lacks.
+        if app.builder.name == "singlehtml":
+            handlers = app.registry.translation_handlers
+            single = handlers.setdefault("singlehtml", {})
+            for node, visitors in handlers.get("html", {}).items():
+                single.setdefault(node, visitors)
+
+    app.connect("builder-inited", html_visitors_for_one_page)
     app.setup_extension("sphinx.ext.autodoc")
     app.connect("html-page-context", launch_only_notebooks, priority=510)
     app.connect("doctree-read", proofs_that_fold)

@@ -12,6 +12,7 @@
 * :func:`relu_constant` and :func:`relu_ln_first_of_s`: the constant ``C`` and the function
   ``Theta~(S)`` of the paper's ReLU network derived by hand (scalar NumPy, independent of
   :mod:`companion.kernels`), and :func:`checks`, the chapter's claims as asserts against them.
+* :func:`plot_diagonals` and :func:`plot_heatmaps` draw the chapter's figures of them.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = [
     "relu_constant",
     "relu_ln_first_of_s",
     "checks",
+    "plot_diagonals",
+    "plot_heatmaps",
 ]
 
 
@@ -253,3 +256,31 @@ def checks(cfg: Config | None = None) -> dict[str, float]:
     assert heat["no LN"][-1, 0] > 100, "without LayerNorm Theta(25, -25) should exceed 100"
     assert max(heat["LN first"].max(), heat["LN every"].max()) < 3.1, "with LayerNorm the kernel should stay below 3.1"
     return worst
+
+
+def plot_diagonals(ax, diag: Diagonals) -> None:
+    """The diagonals against ``|x|`` on log-log axes; placements whose curves coincide share one
+    line and one legend entry that says so (:func:`companion.plotting.curves`)."""
+    from companion import plotting
+
+    ax.set(xscale="log", yscale="log", xlabel=r"$\|x\|$", ylabel=r"$\Theta(x, x)$")
+    plotting.curves(ax, diag.norms, diag.values)
+    ax.legend()
+
+
+def plot_heatmaps(grid: np.ndarray, heat: dict[str, np.ndarray]):
+    """The heat maps of :func:`heatmaps` in a 2-column grid, each with its own colour bar beside it
+    (constrained layout keeps bars and the next panel's labels apart). Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = -(-len(heat) // 2)
+    fig, axes = plt.subplots(rows, 2, figsize=(6.9, 2.9 * rows), layout="constrained", squeeze=False)
+    extent = (grid[0], grid[-1], grid[0], grid[-1])
+    for ax, (label, values) in zip(axes.flat, heat.items()):
+        image = ax.imshow(values, origin="lower", extent=extent, cmap="viridis")
+        ax.set(title=label, xlabel="$x'$", ylabel="$x$")
+        ax.grid(False)
+        fig.colorbar(image, ax=ax, shrink=0.9, label=r"$\Theta(x, x')$")
+    for ax in axes.flat[len(heat):]:
+        ax.set_visible(False)
+    return fig
