@@ -12,6 +12,7 @@ __all__ = ["main", "EXPERIMENTS"]
 #: parses the options and runs it. One line per experiment.
 EXPERIMENTS = {
     "protein": "companion.experiments.protein",
+    "protein-ntk": "companion.experiments.protein_ntk",
     "faces": "companion.experiments.faces",
     "toy": "companion.experiments.toy",
     "bridge": "companion.experiments.bridge",
