@@ -124,7 +124,9 @@ def test_command_line_runs_an_experiment_by_name(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(protein, "run_artefact", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.delenv("COMPANION_PROFILE")
     assert cli.main(["run", "protein", "--profile", "full", "--out", str(tmp_path), "--seeds-at-once", "2"]) == 0
-    assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2})]
+    assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2, "redrawn": False})]
+    assert cli.main(["run", "protein", "--redrawn", "--profile", "full"]) == 0
+    assert calls[-1] == (("full",), {"out": None, "seeds_at_once": None, "redrawn": True})
     assert protein.profile.active() == "full", "the flag also sets the profile for progress bars"
     with pytest.raises(SystemExit):
         cli.main(["run", "protein", "--seeds-at-once", "0"])
@@ -158,3 +160,31 @@ def test_full_artefact_matches_the_papers_table_1() -> None:
     assert not unexplained, "outside the paper's intervals without an explanation in the chapter: " + ", ".join(
         f"{m} {p}: ours {table[m][p].format()} vs paper {protein.PAPER_TABLE_1[m][p]}" for m, p in sorted(unexplained)
     )
+
+
+def test_redrawn_split_differs_per_seed_and_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    fixed, redrawn = protein.config("ci"), protein.config("ci", redrawn=True)
+    assert redrawn.redraw_split and not fixed.redraw_split
+    assert protein.fingerprint(fixed) != protein.fingerprint(redrawn)
+    a, b, again = protein.load_split(redrawn, 0), protein.load_split(redrawn, 1), protein.load_split(redrawn, 1)
+    assert not np.array_equal(np.sort(a.y_train), np.sort(b.y_train)), "each seed draws its own split"
+    np.testing.assert_array_equal(b.x_train, again.x_train)
+    np.testing.assert_array_equal(protein.load_split(fixed, 0).x_train, protein.load_split(fixed, 1).x_train)
+    np.testing.assert_array_equal(a.x_ood, b.x_ood)  # the OOD proteins never change
+
+
+def test_fixed_split_fingerprint_is_unchanged_by_the_redrawn_option() -> None:
+    """The committed fixed-split artefact was fingerprinted before ``redraw_split`` existed."""
+    fields = dataclasses.asdict(protein.config("full"))
+    del fields["redraw_split"]
+    assert protein.fingerprint(protein.config("full")) == artefacts.fingerprint(fields)
+
+
+def test_redrawn_live_run_trains_each_seed_on_its_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    cfg = dataclasses.replace(TINY, redraw_split=True, placements=("first",))
+    results = protein.run(cfg)
+    xgb = results.r2("XGBoost", "id")
+    assert xgb[0] != xgb[1], "XGBoost is deterministic given its data, so only the split can move it"
+    assert results.complete and [r.seed for r in results.records["LN first"]] == [0, 1]

@@ -21,6 +21,7 @@ chapter shows its committed artefact (:func:`load_artefact`) beside the live ``c
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +37,7 @@ from companion.train import fit
 
 __all__ = [
     "Config", "CONFIGS", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "XGBOOST", "Record", "Results",
-    "config", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
+    "config", "fingerprint", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
     "main", "paper_agreement", "table_1_markdown", "plot_figure_3", "xgboost_over_splits", "training_flops",
 ]
 
@@ -74,6 +75,7 @@ class Config:
     placements: tuple[str, ...] = ("every", "first", "second", "none")
     xgb_rounds: int = 100
     lowess_frac: float = 2 / 3
+    redraw_split: bool = False  # True: seed s trains on the split drawn with split_seed + s
 
 
 #: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
@@ -83,9 +85,20 @@ CONFIGS = {
 }
 
 
-def config(profile_name: str | None = None) -> Config:
-    """The configuration of the active profile (or of ``profile_name``)."""
-    return profile.select(CONFIGS, profile_name)
+def config(profile_name: str | None = None, redrawn: bool = False) -> Config:
+    """The configuration of the active profile (or of ``profile_name``); ``redrawn``: its variant in
+    which every seed redraws the 90/10 split (the protocol the paper's XGBoost interval implies)."""
+    cfg = profile.select(CONFIGS, profile_name)
+    return dataclasses.replace(cfg, redraw_split=True) if redrawn else cfg
+
+
+def fingerprint(cfg: Config) -> str:
+    """The artefact fingerprint of ``cfg``; ``redraw_split=False`` leaves it as it was before that
+    option existed, so the fixed-split artefact stays valid."""
+    fields = dataclasses.asdict(cfg)
+    if not fields["redraw_split"]:
+        del fields["redraw_split"]
+    return artefacts.fingerprint(fields)
 
 
 def architectures(cfg: Config) -> dict[str, MLPSpec]:
@@ -100,9 +113,11 @@ def methods(cfg: Config) -> list[str]:
     return [*architectures(cfg), XGBOOST]
 
 
-def load_split(cfg: Config) -> casp.CaspSplit:
-    """The checked data set, split as in the paper with ``cfg.split_seed``."""
-    return casp.split(casp.load(), seed=cfg.split_seed, train_fraction=cfg.train_fraction, threshold=cfg.area_threshold)
+def load_split(cfg: Config, seed: int = 0) -> casp.CaspSplit:
+    """The checked data set, split as in the paper with ``cfg.split_seed`` (plus ``seed`` when
+    ``cfg.redraw_split``: each seed its own split)."""
+    split_seed = cfg.split_seed + (int(seed) if cfg.redraw_split else 0)
+    return casp.split(casp.load(), seed=split_seed, train_fraction=cfg.train_fraction, threshold=cfg.area_threshold)
 
 
 @dataclasses.dataclass
@@ -131,8 +146,16 @@ def _records(method: str, seeds: Sequence[int], split: casp.CaspSplit, pred_trai
 
 
 def train(cfg: Config, split: casp.CaspSplit, method: str, seeds: Sequence[int]) -> list[Record]:
-    """Train ``method`` (a label of :func:`methods`) once per seed; networks are vmapped over seeds."""
+    """Train ``method`` (a label of :func:`methods`) once per seed; networks are vmapped over seeds.
+
+    With ``cfg.redraw_split`` each seed trains on its own split (:func:`load_split`; ``split`` is
+    then unused) and seeds train one after another.
+    """
     seeds = [int(s) for s in seeds]
+    if cfg.redraw_split:
+        fixed = dataclasses.replace(cfg, redraw_split=False)
+        return [r for s in seeds
+                for r in train(dataclasses.replace(fixed, split_seed=cfg.split_seed + s), load_split(cfg, s), method, [s])]
     n = cfg.n_train or len(split.y_train)
     start = time.perf_counter()
     if method == XGBOOST:
@@ -295,7 +318,7 @@ def _from_json(content: dict) -> Record:
 
 
 def _collect(cfg: Config, folder: Path) -> Results:
-    fp = artefacts.fingerprint(cfg)
+    fp = fingerprint(cfg)
     found = {m: [artefacts.load_run(folder, m, s, fp) for s in range(cfg.seeds)] for m in methods(cfg)}
     return Results(cfg, {m: [_from_json(c) for c in runs if c] for m, runs in found.items() if any(runs)})
 
@@ -304,7 +327,7 @@ def _summary(results: Results, profile_name: str) -> dict:
     runs = [r for rs in results.records.values() for r in rs]
     return {
         "experiment": "protein", "profile": profile_name, "complete": results.complete,
-        "config": dataclasses.asdict(results.config), "config_fingerprint": artefacts.fingerprint(results.config),
+        "config": dataclasses.asdict(results.config), "config_fingerprint": fingerprint(results.config),
         "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
         "runs": len(runs), "wall_seconds": round(sum(r.seconds for r in runs), 1),
         "table_1": {m: {p: [round(float(s.mean), 4), round(float(s.half_width), 4)] for p, s in parts.items()}
@@ -316,18 +339,20 @@ def _summary(results: Results, profile_name: str) -> dict:
     }
 
 
-def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None) -> Path:
+def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None,
+                 redrawn: bool = False) -> Path:
     """Run (or finish) the experiment of ``profile_name``, one file per (method, seed); return the folder.
 
     Runs already saved with the same configuration are skipped, so an interrupted run continues
     where it stopped. ``seeds_at_once`` seeds are trained together (vmapped; default all of them,
-    best on a GPU; 1 on a CPU saves each seed as soon as it is done).
+    best on a GPU; 1 on a CPU saves each seed as soon as it is done). ``redrawn``: the protocol in
+    which every seed redraws the split, saved in ``artefacts/protein/<profile>-redrawn``.
     """
     name = profile.active() if profile_name is None else profile_name
-    cfg = config(name)
-    folder = artefacts.output_folder("protein", name, out)
+    cfg = config(name, redrawn)
+    folder = artefacts.output_folder("protein", name + ("-redrawn" if redrawn else ""), out)
     split = load_split(cfg)
-    artefacts.resume(folder, methods(cfg), range(cfg.seeds), artefacts.fingerprint(cfg),
+    artefacts.resume(folder, methods(cfg), range(cfg.seeds), fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],
                      cfg.seeds if seeds_at_once is None else seeds_at_once)
     summary = _summary(_collect(cfg, folder), name)
@@ -336,9 +361,10 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     return folder
 
 
-def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Results | None:
-    """The saved results of ``profile_name`` with their summary (``None`` when there are none)."""
-    folder = folder or artefacts.directory("protein", profile_name)
+def load_artefact(profile_name: str = "full", folder: Path | None = None, redrawn: bool = False) -> Results | None:
+    """The saved results of ``profile_name`` (``redrawn``: its redrawn-split protocol) with their
+    summary (``None`` when there are none)."""
+    folder = folder or artefacts.directory("protein", profile_name + ("-redrawn" if redrawn else ""))
     summary = artefacts.read_summary("protein", profile_name, folder)
     if summary is None:
         return None
@@ -351,9 +377,13 @@ def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Res
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run protein``: run (or resume) the experiment and save its artefacts."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    redrawn = "--redrawn" in argv
     args = artefacts.command_line(
         "protein", "The protein experiment (paper Sec. 4.2, Table 1): results saved per method and seed; "
-        "rerunning skips those already saved.", argv,
+        "rerunning skips those already saved. Add --redrawn for the protocol in which every seed "
+        "redraws the 90/10 split (saved in artefacts/protein/<profile>-redrawn).",
+        [a for a in argv if a != "--redrawn"],
         seeds_at_once="train N seeds together (default: all; use 1 on a CPU to save each seed as it finishes)")
-    run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
+    run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once, redrawn=redrawn)
     return 0
