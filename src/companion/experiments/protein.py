@@ -25,14 +25,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from companion import artefacts, plotting, profile
+from companion import artefacts, profile
 from companion.arch import MLPSpec
 from companion.data import casp
-from companion.stats import MeanCI, best_and_overlapping, lowess, lowess_band, mean_ci, r2_score
+from companion.stats import MeanCI, best_and_overlapping, lowess_band, mean_ci, r2_score
 from companion.train import fit
 
 __all__ = [
@@ -247,12 +247,14 @@ def training_flops(cfg: Config, n_train: int = 40_132) -> float:
     return 6.0 * weights * rows * cfg.epochs * cfg.seeds * len(cfg.placements)
 
 
-def table_1_markdown(columns: dict[str, Results | None], digits: int = 2) -> str:
+def table_1_markdown(columns: dict[str, Any], digits: int = 2) -> str:
     """Table 1 as Markdown: the paper's numbers, then ours (one column per entry of ``columns``).
 
     Bold follows the paper within each column (:func:`companion.stats.best_and_overlapping`);
-    a ``None`` column (e.g. no ``full`` artefact) is shown as dashes.
+    a ``None`` column (e.g. no ``full`` artefact) is shown as dashes. Columns whose results have a
+    true ``deterministic`` attribute (the infinite-width prediction) are shown without interval.
     """
+    exact = {name for name, r in columns.items() if getattr(r, "deterministic", False)}
     paper = {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
                  for p, (v, h) in parts.items()} for m, parts in PAPER_TABLE_1.items()}
     sources = {"paper": paper} | {name: r.table() if r else None for name, r in columns.items()}
@@ -262,31 +264,21 @@ def table_1_markdown(columns: dict[str, Results | None], digits: int = 2) -> str
             header.append(f"{part.upper()} R² ({name})")
             bold = best_and_overlapping({m: t[part] for m, t in table.items()}) if table else set()
             for m in PAPER_TABLE_1:
-                text = table[m][part].format(digits) if table and m in table else "—"
+                cell = table[m][part] if table and m in table else None
+                text = "—" if cell is None else (f"{float(cell.mean):.{digits}f}" if name in exact else cell.format(digits))
                 cells[m].append(f"**{text}**" if m in bold else text)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.values()])
 
 
 def plot_figure_3(axes: Sequence, results: Results, split: casp.CaspSplit, grid_points: int = 120) -> None:
-    """Figure 3 on two axes: OOD predictions pooled over seeds (left), LOWESS trends against surface area (right).
+    """Figure 3 on three axes (:func:`companion.experiments.protein_figure.plot`): OOD predictions
+    pooled over seeds, LOWESS trends against surface area with the measured trend and its bootstrap
+    band, and the binned view of the tail. Bands of the models: 95% intervals over seeds."""
+    from companion.experiments import protein_figure
 
-    The right panel's bands are 95% intervals over seeds of the per-seed LOWESS curves; the dashed
-    line is the LOWESS trend of the measured RMSD.
-    """
-    area = split.area("ood")
-    plotting.histograms(axes[0], {m: results.ood_predictions(m) for m in results.records},
-                        reference=("measured RMSD", split.y_ood))
-    axes[0].set_xlabel("predicted RMSD on OOD proteins (Å)")
-    axes[0].set_ylabel("density")
-    grid = np.linspace(area.min(), area.max(), grid_points)
-    for m in results.records:
-        plotting.band(axes[1], grid, results.trend(m, area, grid), m)
-    axes[1].plot(grid, lowess(area, split.y_ood, grid, results.config.lowess_frac), "--",
-                 color=plotting.colour("data"), label="measured RMSD")
-    axes[1].xaxis.set_major_locator(MaxNLocator(5))
-    axes[1].set_xlabel("surface area F1 (Å²)")
-    axes[1].set_ylabel("RMSD (Å), LOWESS trend")
+    protein_figure.plot(axes, {m: results.ood_predictions(m) for m in results.records}, split,
+                        results.config.lowess_frac, grid_points=grid_points)
 
 
 def xgboost_over_splits(cfg: Config, splits: int = 10) -> dict[str, MeanCI]:
