@@ -12,7 +12,7 @@ import pytest
 
 from companion import artefacts, cli
 from companion.data import casp
-from companion.experiments import protein
+from companion.experiments import protein, protein_ntk
 from test_casp import _synthetic_frame
 
 # Two networks and XGBoost, a few epochs: what matters here is the bookkeeping, not the numbers.
@@ -188,3 +188,40 @@ def test_redrawn_live_run_trains_each_seed_on_its_split(monkeypatch: pytest.Monk
     xgb = results.r2("XGBoost", "id")
     assert xgb[0] != xgb[1], "XGBoost is deterministic given its data, so only the split can move it"
     assert results.complete and [r.seed for r in results.records["LN first"]] == [0, 1]
+
+
+TINY_NTK = protein_ntk.NTKConfig(n_train=120, ensemble_n=80, ensemble_draws=50, block_size=64,
+                                 placements=("none", "first"))
+
+
+def test_ntk_artefact_is_resumable_and_shown_without_interval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    monkeypatch.setitem(protein_ntk.NTK_CONFIGS, "ci", TINY_NTK)
+    protein_ntk.run_artefact("ci", out=tmp_path)
+    loaded = protein_ntk.load_artefact("ci", tmp_path)
+    assert loaded.complete and loaded.summary["complete"] and loaded.summary["profile"] == "ci"
+    column = loaded.columns["LN first"]
+    assert column["n_train"] == 120 and column["relative_jitter"] == 1e-8 and column["provenance"]["versions"]["jax"]
+    assert loaded.spreads["no LN"]["n_train"] == 80 and loaded.spreads["no LN"]["r2_ood_draws_sd"] > 0
+
+    calls, column_fn = [], protein_ntk.column
+    monkeypatch.setattr(protein_ntk, "column", lambda *args: calls.append(args[2]) or column_fn(*args))
+    (tmp_path / "runs" / "no-ln" / "column.json").unlink()
+    protein_ntk.run_artefact("ci", out=tmp_path)
+    assert calls == ["no LN"], "a rerun redoes only what is missing"
+
+    table = protein.table_1_markdown({"NTK": loaded})
+    assert "LN first" in table and f"{column['r2_ood']:.2f} |" in table.replace("**", "")
+    assert protein_ntk.load_artefact("ci", tmp_path / "nothing") is None
+
+
+def test_ntk_live_run_and_jitter_sweep(monkeypatch: pytest.MonkeyPatch, split: casp.CaspSplit) -> None:
+    results = protein_ntk.run(TINY_NTK, split)
+    assert set(results.columns) == {"no LN", "LN first"} and results.complete
+    assert results.ood_predictions("no LN").shape == (len(split.y_ood),)
+    sweep = protein_ntk.jitter_sweep(split, "LN first", 100, [1e-12, 1e-8, 1e-2])
+    assert abs(sweep["ood"][0] - sweep["ood"][1]) < 1e-6 and sweep["ood"][2] != sweep["ood"][0]
+    records = {"no LN": [_record("no LN", s, 0.5, 0.3 + 0.1 * s) for s in range(3)],
+               "XGBoost": [_record("XGBoost", s, 0.5, 0.3) for s in range(3)]}
+    spread = protein_ntk.ood_seed_spread(protein.Results(TINY, records))
+    assert set(spread) == {"no LN"} and spread["no LN"]["r2_ood_sd"] == pytest.approx(0.1)
