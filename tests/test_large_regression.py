@@ -45,9 +45,13 @@ def test_gram_upper_is_the_kernel_and_in_fortran_order() -> None:
 def test_factorises_in_place_and_reports_failure() -> None:
     x, y, _ = _data(60)
     gram = large.gram_upper(x, SPECS[0])
-    assert large.factorise_in_place(gram, 0.0)
-    reference = np.linalg.cholesky(kernel(x, None, SPECS[0]).ntk).T
+    address = gram.__array_interface__["data"][0]
+    assert large.factorise_in_place(gram, 0.0, block_size=16)  # 4 blocks, a ragged last one
+    assert gram.__array_interface__["data"][0] == address
+    dense = kernel(x, None, SPECS[0]).ntk
+    reference = np.linalg.cholesky(dense).T
     np.testing.assert_allclose(np.triu(gram), reference, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(large.solve_factored(gram, y, block_size=16), np.linalg.solve(dense, y), rtol=1e-6)
     repeated = np.concatenate([x, x[:3]])  # repeated inputs: singular without jitter
     assert not large.factorise_in_place(large.gram_upper(repeated, SPECS[0]), 0.0)
     with pytest.raises(ValueError, match="Fortran-ordered"):

@@ -8,8 +8,9 @@ float64 matrix is 12.9 GB, so :func:`large_ntk_regression` holds exactly one:
    block, each block one call of the public :func:`companion.kernels.kernel` (so any speed-up of
    the kernel recursion is a speed-up here);
 2. the jitter is added to the diagonal in place;
-3. LAPACK's ``dpotrf`` factorises it in place (upper triangle; Fortran order, so no copy), and
-   ``dpotrs`` solves for the representer weights ``alpha = (Theta + jitter I)^{-1} y``;
+3. a blocked Cholesky factorisation overwrites it in place (:func:`factorise_in_place`: LAPACK on
+   blocks of ordinary size), and triangular solves give the representer weights
+   ``alpha = (Theta + jitter I)^{-1} y``;
 4. predictions ``Theta(x, X) alpha`` are accumulated block by block (no ``n_test x n`` matrix).
 
 Cost: ``n^2 / 2`` kernel evaluations and ``n^3 / 3`` floating-point operations for the factor
@@ -30,13 +31,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from scipy import linalg
 from scipy.linalg import lapack
 
 from companion.arch import MLPSpec
 from companion.kernels.recursion import as_inputs, check_spec, kernel, kernel_diag
 
 __all__ = ["LargeRegression", "gram_upper", "factorise_in_place", "large_ntk_regression", "predict_blocked",
-           "peak_memory_bytes", "ensemble_moments"]
+           "peak_memory_bytes", "ensemble_moments", "solve_factored"]
 
 #: Rows and columns per kernel call when filling a Gram matrix (2048^2 float64: 32 MiB per block).
 BLOCK = 2048
@@ -106,20 +108,50 @@ def gram_upper(
     return out
 
 
-def factorise_in_place(gram: np.ndarray, jitter: float) -> bool:
-    """Add ``jitter`` to the diagonal and overwrite the upper triangle with its Cholesky factor.
+def factorise_in_place(gram: np.ndarray, jitter: float, block_size: int = BLOCK) -> bool:
+    """Add ``jitter`` to the diagonal and overwrite the upper triangle with the Cholesky factor
+    ``U`` (``gram = U^T U``), block by block.
 
-    Returns ``False`` (the matrix is then spoilt) when it is not numerically positive definite.
+    A right-looking blocked algorithm: LAPACK ``dpotrf`` on each ``block_size`` diagonal block,
+    triangular solves for its row of blocks, and matrix products for the trailing blocks. One call
+    of ``dpotrf`` on the whole matrix would be simpler, but OpenBLAS's threaded ``dpotrf``
+    crashes (segmentation fault) on matrices this large (we saw it at ``n = 40,132``); every call
+    here works on blocks of ordinary size. Returns ``False`` (the matrix is then spoilt) when the
+    matrix is not numerically positive definite.
     """
     if not gram.flags.f_contiguous:
         raise ValueError("the Gram matrix must be Fortran-ordered, or LAPACK would work on a copy")
     gram.flat[:: gram.shape[0] + 1] += jitter
-    factor, info = lapack.dpotrf(gram, lower=0, clean=0, overwrite_a=1)
-    if not np.shares_memory(factor, gram):
-        raise RuntimeError("LAPACK copied the Gram matrix instead of factorising it in place")
-    if info < 0:
-        raise ValueError(f"dpotrf rejected argument {-info}")
-    return info == 0
+    spans = _blocks(gram.shape[0], block_size)
+    for k, (k0, k1) in enumerate(spans):
+        factor, info = lapack.dpotrf(np.asfortranarray(gram[k0:k1, k0:k1]), lower=0, clean=1)
+        if info != 0:
+            return False
+        gram[k0:k1, k0:k1] = factor
+        for q0, q1 in spans[k + 1:]:
+            gram[k0:k1, q0:q1] = linalg.solve_triangular(factor, gram[k0:k1, q0:q1], trans="T", lower=False,
+                                                        check_finite=False)
+        for p, (p0, p1) in enumerate(spans[k + 1:], start=k + 1):
+            left = gram[k0:k1, p0:p1].T
+            for q0, q1 in spans[p:]:
+                gram[p0:p1, q0:q1] -= left @ gram[k0:k1, q0:q1]
+    return True
+
+
+def solve_factored(factor: np.ndarray, y: np.ndarray, block_size: int = BLOCK) -> np.ndarray:
+    """``(U^T U)^{-1} y`` for the upper factor ``U`` left by :func:`factorise_in_place`, block by block."""
+    spans = _blocks(factor.shape[0], block_size)
+    z = np.array(y, dtype=np.float64)
+    for k, (k0, k1) in enumerate(spans):  # U^T z = y, forward
+        for j0, j1 in spans[:k]:
+            z[k0:k1] -= factor[j0:j1, k0:k1].T @ z[j0:j1]
+        z[k0:k1] = linalg.solve_triangular(factor[k0:k1, k0:k1], z[k0:k1], trans="T", lower=False, check_finite=False)
+    for k in range(len(spans) - 1, -1, -1):  # U alpha = z, backward
+        k0, k1 = spans[k]
+        for j0, j1 in spans[k + 1:]:
+            z[k0:k1] -= factor[k0:k1, j0:j1] @ z[j0:j1]
+        z[k0:k1] = linalg.solve_triangular(factor[k0:k1, k0:k1], z[k0:k1], lower=False, check_finite=False)
+    return z
 
 
 def predict_blocked(
@@ -175,7 +207,7 @@ def large_ntk_regression(
             bar.close()
         seconds["kernel"] += time.perf_counter() - start
         start = time.perf_counter()
-        ok = factorise_in_place(gram, relative * scale)
+        ok = factorise_in_place(gram, relative * scale, block_size)
         seconds["factor"] += time.perf_counter() - start
         if ok:
             break
@@ -184,10 +216,8 @@ def large_ntk_regression(
             f"the NTK Gram matrix of the {n} training inputs is not numerically positive definite even with "
             f"relative jitter {ladder[-1]:g} (repeated inputs?); remove duplicates or pass a larger relative_jitter"
         )
-    alpha, info = lapack.dpotrs(gram, y, lower=0)
+    alpha = solve_factored(gram, y, block_size)
     del gram
-    if info != 0:
-        raise RuntimeError(f"dpotrs failed with info={info}")
     start = time.perf_counter()
     means = {name: predict_blocked(xt, x, alpha, spec, block_size=block_size) for name, xt in tests.items()}
     seconds["predict"] = time.perf_counter() - start
