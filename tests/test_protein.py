@@ -225,3 +225,21 @@ def test_ntk_live_run_and_jitter_sweep(monkeypatch: pytest.MonkeyPatch, split: c
                "XGBoost": [_record("XGBoost", s, 0.5, 0.3) for s in range(3)]}
     spread = protein_ntk.ood_seed_spread(protein.Results(TINY, records))
     assert set(spread) == {"no LN"} and spread["no LN"]["r2_ood_sd"] == pytest.approx(0.1)
+
+
+def test_binned_view_and_measured_trend() -> None:
+    from companion.experiments import protein_figure
+
+    area = np.array([20_500.0, 21_000, 23_000, 25_000, 27_000, 35_000])
+    values = np.array([[1.0, 3.0, 5.0, 7.0, 9.0, 11.0], [3.0, 5.0, 5.0, 7.0, 9.0, 11.0]])
+    bins = protein_figure.binned(area, values)
+    np.testing.assert_array_equal(bins["n"], [2, 1, 1, 1, 1])
+    assert bins["mean"][0] == pytest.approx(3.0) and np.isnan(bins["half_width"][1])
+    assert protein_figure.bin_labels() == ["20–22k", "22–24k", "24–26k", "26–30k", "30k+"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(20_000, 30_000, 300)
+    y = 5 + x / 5_000 + rng.normal(0, 1, 300)
+    grid = np.linspace(x.min(), x.max(), 9)
+    trend = protein_figure.measured_trend(x, y, grid, boots=30)
+    assert np.all(trend.lower <= trend.mean + 1e-9) and np.all(trend.mean <= trend.upper + 1e-9)
+    np.testing.assert_allclose(trend.mean, 5 + grid / 5_000, atol=0.5)
