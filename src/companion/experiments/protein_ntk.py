@@ -14,7 +14,7 @@ features, with other targets), so ``Theta(X, X)`` is singular and a noiseless in
 exist; the limit of ``(Theta + lambda I)^{-1}`` for ``lambda -> 0`` does, and predicts the average
 target at a repeated input. We use ``lambda = relative_jitter * mean(diag Theta)`` with
 ``relative_jitter = 1e-8``: :func:`jitter_sweep` shows that the R^2 does not change between 1e-12
-and 1e-4, so the value is a numerical device, not a ridge that regularises.
+and 1e-6 (the chapter shows it), so the value is a numerical device, not a ridge that regularises.
 
 ``python -m companion run protein-ntk --profile full`` saves one file per architecture in
 ``artefacts/protein/ntk-full/`` (resumable: finished architectures are skipped).
@@ -36,7 +36,7 @@ from companion.kernels import kernel, large
 from companion.stats import MeanCI, mean_ci, r2_score
 
 __all__ = ["NTKConfig", "NTK_CONFIGS", "config", "column", "spread", "run", "jitter_sweep", "run_artefact",
-           "load_artefact", "ood_seed_spread", "main"]
+           "load_artefact", "write_summary", "ood_seed_spread", "main"]
 
 #: Label of the infinite-width column group in Table 1.
 LABEL = "NTK, infinite width"
@@ -207,18 +207,28 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> Pa
             content = compute(cfg, split, method)
             artefacts.write_json(path, content | {"config_fingerprint": fp, "provenance": origin})
             print(f"{method} {part}: saved ({content.get('seconds', {}).get('total', '')} s)", flush=True)
-    results = load_artefact(name, folder, summary=False)
-    done = [c for c in results.columns.values()]
+            write_summary(name, folder)
+    write_summary(name, folder)
+    return folder
+
+
+def write_summary(profile_name: str, folder: Path) -> dict:
+    """(Re)write ``summary.json`` of the saved files in ``folder``: what is done so far, with provenance."""
+    cfg = config(profile_name)
+    results = load_artefact(profile_name, folder, summary=False)
+    columns = results.columns if results is not None else {}
     summary = {
-        "experiment": "protein (NTK, infinite width)", "profile": name, "complete": results.complete,
-        "config": dataclasses.asdict(cfg), "config_fingerprint": fp,
+        "experiment": "protein (NTK, infinite width)", "profile": profile_name,
+        "complete": bool(results is not None and results.complete),
+        "config": dataclasses.asdict(cfg), "config_fingerprint": artefacts.fingerprint(cfg),
         "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
-        "wall_seconds": round(sum(c["seconds"]["total"] for c in done), 1),
-        "table": {m: {p: round(c[f"r2_{p}"], 4) for p in protein.PARTS} for m, c in results.columns.items()},
+        "done": {part: sorted(getattr(results, part) if results is not None else {}) for part in ("columns", "spreads")},
+        "wall_seconds": round(sum(c["seconds"]["total"] for c in columns.values()), 1),
+        "table": {m: {p: round(c[f"r2_{p}"], 4) for p in protein.PARTS} for m, c in columns.items()},
         "provenance": artefacts.provenance(),
     }
     artefacts.write_json(folder / "summary.json", summary)
-    return folder
+    return summary
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None, summary: bool = True) -> NTKResults | None:
@@ -226,9 +236,7 @@ def load_artefact(profile_name: str = "full", folder: Path | None = None, summar
     folder = folder or artefacts.directory("protein", f"ntk-{profile_name}")
     if folder is None:
         return None
-    head = artefacts.read_json(folder / "summary.json") if (folder / "summary.json").is_file() else None
-    if summary and head is None:
-        return None
+    head = artefacts.read_json(folder / "summary.json") if summary and (folder / "summary.json").is_file() else None
     cfg = config(profile_name)
     fp = artefacts.fingerprint(cfg)
     found = {part: {} for part in ("column", "spread")}
@@ -239,6 +247,8 @@ def load_artefact(profile_name: str = "full", folder: Path | None = None, summar
                 content = artefacts.read_json(path)
                 if content.get("config_fingerprint") == fp:
                     found[part][method] = content
+    if not any(found.values()):
+        return None
     return NTKResults(cfg, found["column"], found["spread"], head)
 
 
