@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, device_tag, load_average, provenance  # noqa: E402
 
-SECTIONS = ("kernels", "training", "book")
+SECTIONS = ("kernels", "training", "book", "large_regression")
 
 
 def _jsonable(value: object) -> object:
@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         elif section == "training":
             import bench_training
             result = bench_training.run(mode)
+        elif section == "large_regression":
+            result = __import__("bench_large_regression").run(mode)
         else:
             import bench_book
             result = bench_book.run(mode, args.book_build, args.execute_chapters)

@@ -12,7 +12,7 @@ import pytest
 
 from companion import artefacts, cli
 from companion.data import casp
-from companion.experiments import protein
+from companion.experiments import protein, protein_ntk
 from test_casp import _synthetic_frame
 
 # Two networks and XGBoost, a few epochs: what matters here is the bookkeeping, not the numbers.
@@ -124,7 +124,9 @@ def test_command_line_runs_an_experiment_by_name(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(protein, "run_artefact", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.delenv("COMPANION_PROFILE")
     assert cli.main(["run", "protein", "--profile", "full", "--out", str(tmp_path), "--seeds-at-once", "2"]) == 0
-    assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2})]
+    assert calls == [(("full",), {"out": tmp_path, "seeds_at_once": 2, "redrawn": False})]
+    assert cli.main(["run", "protein", "--redrawn", "--profile", "full"]) == 0
+    assert calls[-1] == (("full",), {"out": None, "seeds_at_once": None, "redrawn": True})
     assert protein.profile.active() == "full", "the flag also sets the profile for progress bars"
     with pytest.raises(SystemExit):
         cli.main(["run", "protein", "--seeds-at-once", "0"])
@@ -158,3 +160,86 @@ def test_full_artefact_matches_the_papers_table_1() -> None:
     assert not unexplained, "outside the paper's intervals without an explanation in the chapter: " + ", ".join(
         f"{m} {p}: ours {table[m][p].format()} vs paper {protein.PAPER_TABLE_1[m][p]}" for m, p in sorted(unexplained)
     )
+
+
+def test_redrawn_split_differs_per_seed_and_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    fixed, redrawn = protein.config("ci"), protein.config("ci", redrawn=True)
+    assert redrawn.redraw_split and not fixed.redraw_split
+    assert protein.fingerprint(fixed) != protein.fingerprint(redrawn)
+    a, b, again = protein.load_split(redrawn, 0), protein.load_split(redrawn, 1), protein.load_split(redrawn, 1)
+    assert not np.array_equal(np.sort(a.y_train), np.sort(b.y_train)), "each seed draws its own split"
+    np.testing.assert_array_equal(b.x_train, again.x_train)
+    np.testing.assert_array_equal(protein.load_split(fixed, 0).x_train, protein.load_split(fixed, 1).x_train)
+    np.testing.assert_array_equal(a.x_ood, b.x_ood)  # the OOD proteins never change
+
+
+def test_fixed_split_fingerprint_is_unchanged_by_the_redrawn_option() -> None:
+    """The committed fixed-split artefact was fingerprinted before ``redraw_split`` existed."""
+    fields = dataclasses.asdict(protein.config("full"))
+    del fields["redraw_split"]
+    assert protein.fingerprint(protein.config("full")) == artefacts.fingerprint(fields)
+
+
+def test_redrawn_live_run_trains_each_seed_on_its_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    cfg = dataclasses.replace(TINY, redraw_split=True, placements=("first",))
+    results = protein.run(cfg)
+    xgb = results.r2("XGBoost", "id")
+    assert xgb[0] != xgb[1], "XGBoost is deterministic given its data, so only the split can move it"
+    assert results.complete and [r.seed for r in results.records["LN first"]] == [0, 1]
+
+
+TINY_NTK = protein_ntk.NTKConfig(n_train=120, ensemble_n=80, ensemble_draws=50, block_size=64,
+                                 placements=("none", "first"))
+
+
+def test_ntk_artefact_is_resumable_and_shown_without_interval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(casp, "load", _synthetic_frame)
+    monkeypatch.setitem(protein_ntk.NTK_CONFIGS, "ci", TINY_NTK)
+    protein_ntk.run_artefact("ci", out=tmp_path)
+    loaded = protein_ntk.load_artefact("ci", tmp_path)
+    assert loaded.complete and loaded.summary["complete"] and loaded.summary["profile"] == "ci"
+    column = loaded.columns["LN first"]
+    assert column["n_train"] == 120 and column["relative_jitter"] == 1e-8 and column["provenance"]["versions"]["jax"]
+    assert loaded.spreads["no LN"]["n_train"] == 80 and loaded.spreads["no LN"]["r2_ood_draws_sd"] > 0
+
+    calls, column_fn = [], protein_ntk.column
+    monkeypatch.setattr(protein_ntk, "column", lambda *args: calls.append(args[2]) or column_fn(*args))
+    (tmp_path / "runs" / "no-ln" / "column.json").unlink()
+    protein_ntk.run_artefact("ci", out=tmp_path)
+    assert calls == ["no LN"], "a rerun redoes only what is missing"
+
+    table = protein.table_1_markdown({"NTK": loaded})
+    assert "LN first" in table and f"{column['r2_ood']:.2f} |" in table.replace("**", "")
+    assert protein_ntk.load_artefact("ci", tmp_path / "nothing") is None
+
+
+def test_ntk_live_run_and_jitter_sweep(monkeypatch: pytest.MonkeyPatch, split: casp.CaspSplit) -> None:
+    results = protein_ntk.run(TINY_NTK, split)
+    assert set(results.columns) == {"no LN", "LN first"} and results.complete
+    assert results.ood_predictions("no LN").shape == (len(split.y_ood),)
+    sweep = protein_ntk.jitter_sweep(split, "LN first", 100, [1e-12, 1e-8, 1e-2])
+    assert abs(sweep["ood"][0] - sweep["ood"][1]) < 1e-6 and sweep["ood"][2] != sweep["ood"][0]
+    records = {"no LN": [_record("no LN", s, 0.5, 0.3 + 0.1 * s) for s in range(3)],
+               "XGBoost": [_record("XGBoost", s, 0.5, 0.3) for s in range(3)]}
+    spread = protein_ntk.ood_seed_spread(protein.Results(TINY, records))
+    assert set(spread) == {"no LN"} and spread["no LN"]["r2_ood_sd"] == pytest.approx(0.1)
+
+
+def test_binned_view_and_measured_trend() -> None:
+    from companion.experiments import protein_figure
+
+    area = np.array([20_500.0, 21_000, 23_000, 25_000, 27_000, 35_000])
+    values = np.array([[1.0, 3.0, 5.0, 7.0, 9.0, 11.0], [3.0, 5.0, 5.0, 7.0, 9.0, 11.0]])
+    bins = protein_figure.binned(area, values)
+    np.testing.assert_array_equal(bins["n"], [2, 1, 1, 1, 1])
+    assert bins["mean"][0] == pytest.approx(3.0) and np.isnan(bins["half_width"][1])
+    assert protein_figure.bin_labels() == ["20–22k", "22–24k", "24–26k", "26–30k", "30k+"]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(20_000, 30_000, 300)
+    y = 5 + x / 5_000 + rng.normal(0, 1, 300)
+    grid = np.linspace(x.min(), x.max(), 9)
+    trend = protein_figure.measured_trend(x, y, grid, boots=30)
+    assert np.all(trend.lower <= trend.mean + 1e-9) and np.all(trend.mean <= trend.upper + 1e-9)
+    np.testing.assert_allclose(trend.mean, 5 + grid / 5_000, atol=0.5)

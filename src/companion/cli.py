@@ -25,6 +25,7 @@ EXPECTED_ERRORS = (ValueError, OSError, FloatingPointError, ImportError, Runtime
 #: parses the options and runs it. One line per experiment.
 EXPERIMENTS = {
     "protein": "companion.experiments.protein",
+    "protein-ntk": "companion.experiments.protein_ntk",
     "faces": "companion.experiments.faces",
     "toy": "companion.experiments.toy",
     "bridge": "companion.experiments.bridge",

@@ -21,22 +21,23 @@ chapter shows its committed artefact (:func:`load_artefact`) beside the live ``c
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 
-from companion import artefacts, plotting, profile
+from companion import artefacts, profile
 from companion.arch import MLPSpec
 from companion.data import casp
-from companion.stats import MeanCI, best_and_overlapping, lowess, lowess_band, mean_ci, r2_score
+from companion.stats import MeanCI, best_and_overlapping, lowess_band, mean_ci, r2_score
 from companion.train import fit
 
 __all__ = [
     "Config", "CONFIGS", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "XGBOOST", "Record", "Results",
-    "config", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
+    "config", "fingerprint", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
     "main", "paper_agreement", "table_1_markdown", "plot_figure_3", "xgboost_over_splits", "training_flops",
 ]
 
@@ -74,6 +75,7 @@ class Config:
     placements: tuple[str, ...] = ("every", "first", "second", "none")
     xgb_rounds: int = 100
     lowess_frac: float = 2 / 3
+    redraw_split: bool = False  # True: seed s trains on the split drawn with split_seed + s
 
 
 #: The sizes of each profile: ``ci`` for two CPU cores, ``full`` for the paper's protocol.
@@ -83,9 +85,20 @@ CONFIGS = {
 }
 
 
-def config(profile_name: str | None = None) -> Config:
-    """The configuration of the active profile (or of ``profile_name``)."""
-    return profile.select(CONFIGS, profile_name)
+def config(profile_name: str | None = None, redrawn: bool = False) -> Config:
+    """The configuration of the active profile (or of ``profile_name``); ``redrawn``: its variant in
+    which every seed redraws the 90/10 split (the protocol the paper's XGBoost interval implies)."""
+    cfg = profile.select(CONFIGS, profile_name)
+    return dataclasses.replace(cfg, redraw_split=True) if redrawn else cfg
+
+
+def fingerprint(cfg: Config) -> str:
+    """The artefact fingerprint of ``cfg``; ``redraw_split=False`` leaves it as it was before that
+    option existed, so the fixed-split artefact stays valid."""
+    fields = dataclasses.asdict(cfg)
+    if not fields["redraw_split"]:
+        del fields["redraw_split"]
+    return artefacts.fingerprint(fields)
 
 
 def architectures(cfg: Config) -> dict[str, MLPSpec]:
@@ -100,9 +113,11 @@ def methods(cfg: Config) -> list[str]:
     return [*architectures(cfg), XGBOOST]
 
 
-def load_split(cfg: Config) -> casp.CaspSplit:
-    """The checked data set, split as in the paper with ``cfg.split_seed``."""
-    return casp.split(casp.load(), seed=cfg.split_seed, train_fraction=cfg.train_fraction, threshold=cfg.area_threshold)
+def load_split(cfg: Config, seed: int = 0) -> casp.CaspSplit:
+    """The checked data set, split as in the paper with ``cfg.split_seed`` (plus ``seed`` when
+    ``cfg.redraw_split``: each seed its own split)."""
+    split_seed = cfg.split_seed + (int(seed) if cfg.redraw_split else 0)
+    return casp.split(casp.load(), seed=split_seed, train_fraction=cfg.train_fraction, threshold=cfg.area_threshold)
 
 
 @dataclasses.dataclass
@@ -131,8 +146,16 @@ def _records(method: str, seeds: Sequence[int], split: casp.CaspSplit, pred_trai
 
 
 def train(cfg: Config, split: casp.CaspSplit, method: str, seeds: Sequence[int]) -> list[Record]:
-    """Train ``method`` (a label of :func:`methods`) once per seed; networks are vmapped over seeds."""
+    """Train ``method`` (a label of :func:`methods`) once per seed; networks are vmapped over seeds.
+
+    With ``cfg.redraw_split`` each seed trains on its own split (:func:`load_split`; ``split`` is
+    then unused) and seeds train one after another.
+    """
     seeds = [int(s) for s in seeds]
+    if cfg.redraw_split:
+        fixed = dataclasses.replace(cfg, redraw_split=False)
+        return [r for s in seeds
+                for r in train(dataclasses.replace(fixed, split_seed=cfg.split_seed + s), load_split(cfg, s), method, [s])]
     n = cfg.n_train or len(split.y_train)
     start = time.perf_counter()
     if method == XGBOOST:
@@ -224,12 +247,14 @@ def training_flops(cfg: Config, n_train: int = 40_132) -> float:
     return 6.0 * weights * rows * cfg.epochs * cfg.seeds * len(cfg.placements)
 
 
-def table_1_markdown(columns: dict[str, Results | None], digits: int = 2) -> str:
+def table_1_markdown(columns: dict[str, Any], digits: int = 2) -> str:
     """Table 1 as Markdown: the paper's numbers, then ours (one column per entry of ``columns``).
 
     Bold follows the paper within each column (:func:`companion.stats.best_and_overlapping`);
-    a ``None`` column (e.g. no ``full`` artefact) is shown as dashes.
+    a ``None`` column (e.g. no ``full`` artefact) is shown as dashes. Columns whose results have a
+    true ``deterministic`` attribute (the infinite-width prediction) are shown without interval.
     """
+    exact = {name for name, r in columns.items() if getattr(r, "deterministic", False)}
     paper = {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
                  for p, (v, h) in parts.items()} for m, parts in PAPER_TABLE_1.items()}
     sources = {"paper": paper} | {name: r.table() if r else None for name, r in columns.items()}
@@ -239,31 +264,21 @@ def table_1_markdown(columns: dict[str, Results | None], digits: int = 2) -> str
             header.append(f"{part.upper()} R² ({name})")
             bold = best_and_overlapping({m: t[part] for m, t in table.items()}) if table else set()
             for m in PAPER_TABLE_1:
-                text = table[m][part].format(digits) if table and m in table else "—"
+                cell = table[m][part] if table and m in table else None
+                text = "—" if cell is None else (f"{float(cell.mean):.{digits}f}" if name in exact else cell.format(digits))
                 cells[m].append(f"**{text}**" if m in bold else text)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.values()])
 
 
 def plot_figure_3(axes: Sequence, results: Results, split: casp.CaspSplit, grid_points: int = 120) -> None:
-    """Figure 3 on two axes: OOD predictions pooled over seeds (left), LOWESS trends against surface area (right).
+    """Figure 3 on three axes (:func:`companion.experiments.protein_figure.plot`): OOD predictions
+    pooled over seeds, LOWESS trends against surface area with the measured trend and its bootstrap
+    band, and the binned view of the tail. Bands of the models: 95% intervals over seeds."""
+    from companion.experiments import protein_figure
 
-    The right panel's bands are 95% intervals over seeds of the per-seed LOWESS curves; the dashed
-    line is the LOWESS trend of the measured RMSD.
-    """
-    area = split.area("ood")
-    plotting.histograms(axes[0], {m: results.ood_predictions(m) for m in results.records},
-                        reference=("measured RMSD", split.y_ood))
-    axes[0].set_xlabel("predicted RMSD on OOD proteins (Å)")
-    axes[0].set_ylabel("density")
-    grid = np.linspace(area.min(), area.max(), grid_points)
-    for m in results.records:
-        plotting.band(axes[1], grid, results.trend(m, area, grid), m)
-    axes[1].plot(grid, lowess(area, split.y_ood, grid, results.config.lowess_frac), "--",
-                 color=plotting.colour("data"), label="measured RMSD")
-    axes[1].xaxis.set_major_locator(MaxNLocator(5))
-    axes[1].set_xlabel("surface area F1 (Å²)")
-    axes[1].set_ylabel("RMSD (Å), LOWESS trend")
+    protein_figure.plot(axes, {m: results.ood_predictions(m) for m in results.records}, split,
+                        results.config.lowess_frac, grid_points=grid_points)
 
 
 def xgboost_over_splits(cfg: Config, splits: int = 10) -> dict[str, MeanCI]:
@@ -295,7 +310,7 @@ def _from_json(content: dict) -> Record:
 
 
 def _collect(cfg: Config, folder: Path) -> Results:
-    fp = artefacts.fingerprint(cfg)
+    fp = fingerprint(cfg)
     found = {m: [artefacts.load_run(folder, m, s, fp) for s in range(cfg.seeds)] for m in methods(cfg)}
     return Results(cfg, {m: [_from_json(c) for c in runs if c] for m, runs in found.items() if any(runs)})
 
@@ -304,7 +319,7 @@ def _summary(results: Results, profile_name: str) -> dict:
     runs = [r for rs in results.records.values() for r in rs]
     return {
         "experiment": "protein", "profile": profile_name, "complete": results.complete,
-        "config": dataclasses.asdict(results.config), "config_fingerprint": artefacts.fingerprint(results.config),
+        "config": dataclasses.asdict(results.config), "config_fingerprint": fingerprint(results.config),
         "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
         "runs": len(runs), "wall_seconds": round(sum(r.seconds for r in runs), 1),
         "table_1": {m: {p: [round(float(s.mean), 4), round(float(s.half_width), 4)] for p, s in parts.items()}
@@ -316,18 +331,20 @@ def _summary(results: Results, profile_name: str) -> dict:
     }
 
 
-def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None) -> Path:
+def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None,
+                 redrawn: bool = False) -> Path:
     """Run (or finish) the experiment of ``profile_name``, one file per (method, seed); return the folder.
 
     Runs already saved with the same configuration are skipped, so an interrupted run continues
-    where it stopped. ``seeds_at_once`` seeds are trained together (vmapped; default all of them,
-    best on a GPU; 1 on a CPU saves each seed as soon as it is done).
+    where it stopped. ``seeds_at_once`` seeds are trained together (vmapped; default: as the saved runs, else all;
+    best on a GPU; 1 on a CPU saves each seed as soon as it is done). ``redrawn``: the protocol in
+    which every seed redraws the split, saved in ``artefacts/protein/<profile>-redrawn``.
     """
     name = profile.active() if profile_name is None else profile_name
-    cfg = config(name)
-    folder = artefacts.output_folder("protein", name, out)
+    cfg = config(name, redrawn)
+    folder = artefacts.output_folder("protein", name + ("-redrawn" if redrawn else ""), out)
     split = load_split(cfg)
-    artefacts.resume(folder, methods(cfg), range(cfg.seeds), artefacts.fingerprint(cfg),
+    artefacts.resume(folder, methods(cfg), range(cfg.seeds), fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],
                      seeds_at_once, default_seeds_at_once=cfg.seeds)
     summary = _summary(_collect(cfg, folder), name)
@@ -336,9 +353,10 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     return folder
 
 
-def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Results | None:
-    """The saved results of ``profile_name`` with their summary (``None`` when there are none)."""
-    folder = folder or artefacts.directory("protein", profile_name)
+def load_artefact(profile_name: str = "full", folder: Path | None = None, redrawn: bool = False) -> Results | None:
+    """The saved results of ``profile_name`` (``redrawn``: its redrawn-split protocol) with their
+    summary (``None`` when there are none)."""
+    folder = folder or artefacts.directory("protein", profile_name + ("-redrawn" if redrawn else ""))
     summary = artefacts.read_summary("protein", profile_name, folder)
     if summary is None:
         return None
@@ -351,9 +369,13 @@ def load_artefact(profile_name: str = "full", folder: Path | None = None) -> Res
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m companion run protein``: run (or resume) the experiment and save its artefacts."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    redrawn = "--redrawn" in argv
     args = artefacts.command_line(
         "protein", "The protein experiment (paper Sec. 4.2, Table 1): results saved per method and seed; "
-        "rerunning skips those already saved.", argv,
+        "rerunning skips those already saved. Add --redrawn for the protocol in which every seed "
+        "redraws the 90/10 split (saved in artefacts/protein/<profile>-redrawn).",
+        [a for a in argv if a != "--redrawn"],
         seeds_at_once="train N seeds together (default: as the saved runs, else all; use 1 on a CPU to save each seed as it finishes)")
-    run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once)
+    run_artefact(args.profile, out=args.out, seeds_at_once=args.seeds_at_once, redrawn=redrawn)
     return 0
