@@ -72,11 +72,13 @@ def directory(experiment: str, profile: str) -> Path | None:
     return None if base is None else base / experiment / profile
 
 
-def output_folder(experiment: str, profile: str, out: Path | str | None = None) -> Path:
+def output_folder(experiment: str, profile: str, out: Path | str | None = None, *,
+                  summary_of: tuple[str, str] | None = None) -> Path:
     """Where a run of ``experiment`` in ``profile`` writes: ``out``, else :func:`directory`.
 
     Checked before anything is computed: the folder is created, must be writable and must not hold
-    a summary of another experiment or profile; it is then locked for this process, so that a
+    a summary of another experiment or profile (``summary_of``: the ``(experiment, profile)`` that
+    this run's ``summary.json`` states, when it differs from the folder's names); it is then locked for this process, so that a
     second run into it fails at once instead of duplicating (and overwriting) the work.
     """
     folder = Path(out) if out is not None else directory(experiment, profile)
@@ -98,10 +100,11 @@ def output_folder(experiment: str, profile: str, out: Path | str | None = None) 
     if summary.is_file():
         content = read_json(summary)
         found = (content.get("experiment"), content.get("profile")) if isinstance(content, dict) else (None, None)
-        if found != (experiment, profile):
+        expected = summary_of or (experiment, profile)
+        if found != expected:
             raise ValueError(
                 f"{summary} is the summary of {found[0] or 'something else'} ({found[1] or '?'} profile), not of "
-                f"{experiment} ({profile} profile); choose another output folder (--out) or move it away"
+                f"{expected[0]} ({expected[1]} profile); choose another output folder (--out) or move it away"
             )
     return folder
 

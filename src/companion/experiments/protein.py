@@ -342,7 +342,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     """
     name = profile.active() if profile_name is None else profile_name
     cfg = config(name, redrawn)
-    folder = artefacts.output_folder("protein", name + ("-redrawn" if redrawn else ""), out)
+    folder = artefacts.output_folder("protein", name + ("-redrawn" if redrawn else ""), out, summary_of=("protein", name))
     split = load_split(cfg)
     artefacts.resume(folder, methods(cfg), range(cfg.seeds), fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],

@@ -40,6 +40,8 @@ __all__ = ["NTKConfig", "NTK_CONFIGS", "config", "column", "spread", "run", "jit
 
 #: Label of the infinite-width column group in Table 1.
 LABEL = "NTK, infinite width"
+#: How the summary of this run names the experiment.
+EXPERIMENT = "protein (NTK, infinite width)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +196,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> Pa
     """Compute (or finish) every architecture's spread and column; each is saved as soon as it is done."""
     name = profile.active() if profile_name is None else profile_name
     cfg = config(name)
-    folder = Path(out) if out is not None else artefacts.output_folder("protein", f"ntk-{name}")
+    folder = artefacts.output_folder("protein", f"ntk-{name}", out, summary_of=(EXPERIMENT, name))
     fp = artefacts.fingerprint(cfg)
     split = casp.split(casp.load(), seed=cfg.split_seed)
     for part, compute in (("spread", spread), ("column", column)):
@@ -218,7 +220,7 @@ def write_summary(profile_name: str, folder: Path) -> dict:
     results = load_artefact(profile_name, folder, summary=False)
     columns = results.columns if results is not None else {}
     summary = {
-        "experiment": "protein (NTK, infinite width)", "profile": profile_name,
+        "experiment": EXPERIMENT, "profile": profile_name,
         "complete": bool(results is not None and results.complete),
         "config": dataclasses.asdict(cfg), "config_fingerprint": artefacts.fingerprint(cfg),
         "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
