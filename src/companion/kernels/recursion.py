@@ -337,7 +337,7 @@ def _dtype(dtype: object) -> np.dtype:
 
 def _check_range(x: np.ndarray, dt: np.dtype, name: str) -> None:
     largest = float(np.max(np.abs(x)))
-    if largest > np.finfo(dt).max:
+    if largest > float(np.finfo(dt).max):
         raise ValueError(
             f"{name} has entries up to {largest:.3g}, too large for {dt.name} (largest {np.finfo(dt).max:.3g}); "
             f"use dtype=float64 or rescale the inputs"
