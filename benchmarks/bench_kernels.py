@@ -13,7 +13,8 @@ and float64:
 The three are timed interleaved (one call of each per repeat, after a first call that compiles),
 so a burst of other work on a shared machine hits all of them; per repeat the ratio of
 neural-tangents' time to companion's is recorded, and its median, minimum and maximum reported.
-Also recorded: compile time (first call minus the median), peak resident memory above the level
+The same ratio of CPU time (``time.process_time``, all threads of this process), which other
+processes on a busy machine disturb much less than the wall time, is recorded too. Also recorded: compile time (first call minus the median), peak resident memory above the level
 before the call (CPU), and the largest differences between companion and neural-tangents. Then
 ``kernel(x, None)`` at sizes up to the largest whose result fits the available memory.
 """
@@ -78,19 +79,22 @@ def _interleaved(runs: dict, repeats: int) -> dict[str, dict]:
     for impl, fn in runs.items():
         start = time.perf_counter()
         result = fn()
-        out[impl] = {"first_s": time.perf_counter() - start, "runs_s": [], "peak_mib": 0.0, "result": result}
+        out[impl] = {"first_s": time.perf_counter() - start, "runs_s": [], "cpu_runs_s": [], "peak_mib": 0.0,
+                     "result": result}
     for _ in range(repeats):
         for impl, fn in runs.items():
             with PeakRSS() as mem:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 fn()
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             out[impl]["runs_s"].append(elapsed)
+            out[impl]["cpu_runs_s"].append(cpu)
             out[impl]["peak_mib"] = max(out[impl]["peak_mib"], mem.peak / 2**20)
     for t in out.values():
         t["run_s"] = statistics.median(t["runs_s"])
         t["best_s"] = min(t["runs_s"])
         t["compile_s"] = max(0.0, t["first_s"] - t["run_s"])
+        t["cpu_s"] = statistics.median(t["cpu_runs_s"])
     return out
 
 
@@ -115,8 +119,9 @@ def _case(spec, dtype, n: int, repeats: int) -> list[dict]:
         row = {"impl": impl, "arch": spec.label, "dtype": np.dtype(dtype).name, "n": n, **t, **diffs}
         if impl != "neural-tangents":
             speedups = [theirs / ours for theirs, ours in zip(nt_runs, t["runs_s"])]
+            cpu = [theirs / ours for theirs, ours in zip(timings["neural-tangents"]["cpu_runs_s"], t["cpu_runs_s"])]
             row.update(speedup_median=statistics.median(speedups), speedup_min=min(speedups),
-                       speedup_max=max(speedups))
+                       speedup_max=max(speedups), cpu_speedup_median=statistics.median(cpu))
         rows.append(row)
     return rows
 
