@@ -1,30 +1,42 @@
 """Analytic kernels: ``companion.kernels`` against neural-tangents' ``stax`` ``kernel_fn``.
 
 For the paper's two-hidden-layer ReLU network (:func:`companion.arch.theory_spec`, without
-LayerNorm and with one in every hidden layer) both libraries compute the NNGP and NTK matrices
-``K(x, x)`` of ``n`` Gaussian points in 9 dimensions (the protein data's width), each as one
-jit-compiled call, in float32 and float64. Recorded per case: compile time (first call minus the
-median of the timed calls), the median run time, peak resident memory (CPU) and the largest
-difference between the two libraries (absolute and relative to the largest entry). Then the
-blocked, checked entry point :func:`companion.kernels.kernel` at sizes whose results fit in memory.
+LayerNorm and with one in every hidden layer) each implementation computes the NNGP and NTK
+matrices ``K(x, x)`` of ``n`` Gaussian points in 9 dimensions (the protein data's width), in float32
+and float64:
+
+* ``companion``: the checked entry point ``kernel(x, None)`` (tiles on and above the diagonal,
+  mirrored; writable NumPy results: a copy that neural-tangents' timing does not include);
+* ``companion, one program``: ``kernel_fn`` on the whole matrix at once (the previous method);
+* ``neural-tangents``: its jit-compiled ``kernel_fn(x, x)``.
+
+The three are timed interleaved (one call of each per repeat, after a first call that compiles),
+so a burst of other work on a shared machine hits all of them; per repeat the ratio of
+neural-tangents' time to companion's is recorded, and its median, minimum and maximum reported.
+The same ratio of CPU time (``time.process_time``, all threads of this process), which other
+processes on a busy machine disturb much less than the wall time, is recorded too. Also recorded: compile time (first call minus the median), peak resident memory above the level
+before the call (CPU), and the largest differences between companion and neural-tangents. Then
+``kernel(x, None)`` at sizes up to the largest whose result fits the available memory.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import load_average, timed
+from common import PeakRSS, load_average, timed
 from companion.arch import theory_spec
 from companion.kernels import kernel, kernel_fn, stax_model
 
 FEATURES = 9
 SIZES = {"quick": [250, 1000, 4000], "full": [250, 500, 1000, 2000, 4000, 8000]}
 BLOCKED = {"quick": [8000], "full": [8000, 16000, 24000, 32000, 40000]}
-REPEATS = {"quick": 3, "full": 5}
+REPEATS = {"quick": 5, "full": 7}
 PLACEMENTS = ("none", "every")
 
 
@@ -61,26 +73,56 @@ def _compare(ours: tuple, theirs: tuple) -> dict[str, float]:
     return out
 
 
+def _interleaved(runs: dict, repeats: int) -> dict[str, dict]:
+    """First call of each (compilation), then ``repeats`` rounds of one call of each, in turn."""
+    out = {}
+    for impl, fn in runs.items():
+        start = time.perf_counter()
+        result = fn()
+        out[impl] = {"first_s": time.perf_counter() - start, "runs_s": [], "cpu_runs_s": [], "peak_mib": 0.0,
+                     "result": result}
+    for _ in range(repeats):
+        for impl, fn in runs.items():
+            with PeakRSS() as mem:
+                start, cpu = time.perf_counter(), time.process_time()
+                fn()
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            out[impl]["runs_s"].append(elapsed)
+            out[impl]["cpu_runs_s"].append(cpu)
+            out[impl]["peak_mib"] = max(out[impl]["peak_mib"], mem.peak / 2**20)
+    for t in out.values():
+        t["run_s"] = statistics.median(t["runs_s"])
+        t["best_s"] = min(t["runs_s"])
+        t["compile_s"] = max(0.0, t["first_s"] - t["run_s"])
+        t["cpu_s"] = statistics.median(t["cpu_runs_s"])
+    return out
+
+
 def _case(spec, dtype, n: int, repeats: int) -> list[dict]:
     x64 = dtype == np.float64
     rows = []
+    x_np = _inputs(n)
     with jax.enable_x64(x64):
-        x = jnp.asarray(_inputs(n), dtype)
+        x = jnp.asarray(x_np, dtype)
         ours_fn = kernel_fn(spec)
         nt_fn = jax.jit(stax_model(spec)[2], static_argnames=("get",))
         runs = {
-            "companion": lambda: jax.block_until_ready(ours_fn(x, x)),
+            "companion": lambda: kernel(x_np, None, spec, dtype=dtype),
+            "companion, one program": lambda: jax.block_until_ready(ours_fn(x, x)),
             "neural-tangents": lambda: jax.block_until_ready(tuple(nt_fn(x, x, ("nngp", "ntk")))),
         }
-        results = {}
-        for impl, fn in runs.items():
-            t = timed(fn, repeats)
-            results[impl] = t.pop("result")
-            t.pop("runs_s")
-            rows.append({"impl": impl, "arch": spec.label, "dtype": np.dtype(dtype).name, "n": n, **t})
+        timings = _interleaved(runs, repeats)
+        results = {impl: t.pop("result") for impl, t in timings.items()}
         diffs = _compare(results["companion"], results["neural-tangents"])
-    for row in rows:
-        row.update(diffs)
+    nt_runs = timings["neural-tangents"]["runs_s"]
+    for impl, t in timings.items():
+        row = {"impl": impl, "arch": spec.label, "dtype": np.dtype(dtype).name, "n": n, **t, **diffs}
+        if impl != "neural-tangents":
+            speedups = [theirs / ours for theirs, ours in zip(nt_runs, t["runs_s"])]
+            cpu = [theirs / ours for theirs, ours in zip(timings["neural-tangents"]["cpu_runs_s"], t["cpu_runs_s"])]
+            row.update(speedup_median=statistics.median(speedups), speedup_min=min(speedups),
+                       speedup_max=max(speedups), cpu_speedup_median=statistics.median(cpu))
+        rows.append(row)
     return rows
 
 
@@ -93,14 +135,16 @@ def run(mode: str) -> dict:
             for n in SIZES[mode]:
                 matrix += _case(spec, dtype, n, REPEATS[mode])
                 print(f"  kernels {spec.label:9s} {np.dtype(dtype).name} n={n}: "
-                      + ", ".join(f"{r['impl']} {r['run_s']:.3f}s" for r in matrix[-2:]), flush=True)
+                      + ", ".join(f"{r['impl']} {r['run_s']:.3f}s" for r in matrix[-3:])
+                      + f"; neural-tangents / companion {matrix[-3]['speedup_median']:.2f} "
+                        f"({matrix[-3]['speedup_min']:.2f}-{matrix[-3]['speedup_max']:.2f})", flush=True)
     blocked = []
     spec = theory_spec(layernorm="every")
     for dtype in (np.float32, np.float64):
         itemsize = np.dtype(dtype).itemsize
         for n in BLOCKED[mode]:
-            # two n x n results, their symmetrised copies and the float64 staging: about 5 matrices
-            if 5 * n * n * max(itemsize, 8) > 0.6 * _available_bytes():
+            # the two n x n results and the blocks in flight; leave room for the other processes
+            if 2.2 * n * n * itemsize > 0.6 * _available_bytes():
                 blocked.append({"arch": spec.label, "dtype": np.dtype(dtype).name, "n": n,
                                 "skipped": "the results would not fit in the available memory"})
                 continue
@@ -110,4 +154,4 @@ def run(mode: str) -> dict:
             blocked.append({"arch": spec.label, "dtype": np.dtype(dtype).name, "n": n, **t})
             print(f"  blocked kernel {np.dtype(dtype).name} n={n}: {t['run_s']:.2f}s", flush=True)
     return {"load_before": before, "load_after": load_average(), "matrix": matrix, "blocked": blocked,
-            "features": FEATURES, "threads": os.cpu_count()}
+            "features": FEATURES, "threads": os.cpu_count(), "devices": len(jax.devices())}

@@ -10,7 +10,7 @@ import numpy as np
 from common import ROOT
 
 RESULTS = ROOT / "benchmarks" / "results"
-IMPL_STYLE = {"companion": "-", "neural-tangents": "--"}
+IMPL_STYLE = {"companion": "-", "companion, one program": ":", "neural-tangents": "--"}
 DTYPE_COLOUR = {"float32": "C0", "float64": "C3"}
 LABELS = {"vmapped": "(a) JAX, 40 runs vmapped", "per_architecture": "JAX, 10 seeds vmapped per network",
           "jax_per_seed": "(b) JAX, one seed at a time", "torch_per_seed": "(c) PyTorch, one seed at a time"}
@@ -32,15 +32,20 @@ def machine_markdown(results: dict[str, dict]) -> str:
 
 
 def kernel_ratios(result: dict) -> list[dict]:
-    """Per (arch, dtype, n): companion's run time over neural-tangents' and the largest difference."""
+    """Per (arch, dtype, n): companion's and neural-tangents' run times, the speed-up (neural-tangents'
+    time over companion's, median and range over interleaved repeats) and the largest difference."""
     rows = {}
     for r in result["benchmarks"]["kernels"]["matrix"]:
         rows.setdefault((r["arch"], r["dtype"], r["n"]), {})[r["impl"]] = r
     out = []
-    for (arch, dtype, n), pair in sorted(rows.items()):
-        ours, theirs = pair["companion"], pair["neural-tangents"]
-        out.append({"arch": arch, "dtype": dtype, "n": n, "ratio": ours["run_s"] / theirs["run_s"],
+    for (arch, dtype, n), group in sorted(rows.items()):
+        ours, theirs = group["companion"], group["neural-tangents"]
+        ratio = ours["run_s"] / theirs["run_s"]
+        out.append({"arch": arch, "dtype": dtype, "n": n, "ratio": ratio,
                     "best_ratio": ours.get("best_s", ours["run_s"]) / theirs.get("best_s", theirs["run_s"]),
+                    "speedup": ours.get("speedup_median", 1 / ratio),
+                    "speedup_min": ours.get("speedup_min", 1 / ratio), "speedup_max": ours.get("speedup_max", 1 / ratio),
+                    "cpu_speedup": ours.get("cpu_speedup_median", float("nan")),
                     "ours_s": ours["run_s"], "nt_s": theirs["run_s"],
                     "ours_compile_s": ours["compile_s"], "nt_compile_s": theirs["compile_s"],
                     "ours_mib": ours["peak_mib"], "nt_mib": theirs["peak_mib"],
@@ -48,31 +53,57 @@ def kernel_ratios(result: dict) -> list[dict]:
     return out
 
 
+def log_axis(axis) -> None:
+    """Plain tick labels on a log axis (``250``, ``1,000``), no minor labels: they never overlap."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.5, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot_kernels(axes, result: dict) -> None:
-    """Run time and peak memory against n, log-log, per library, dtype and architecture."""
+    """Left: run time against n, log-log (line style: implementation; colour: dtype; marker: network).
+    Right: speed-up of ``kernel()`` over neural-tangents (median and range of interleaved repeats)."""
+    from matplotlib.lines import Line2D
+
     matrix = result["benchmarks"]["kernels"]["matrix"]
-    for arch, marker in (("no LN", "o"), ("LN every", "s")):
+    archs = {"no LN": "o", "LN every": "s"}
+    for arch, marker in archs.items():
         for impl, style in IMPL_STYLE.items():
             for dtype, colour in DTYPE_COLOUR.items():
                 rows = sorted((r for r in matrix if r["arch"] == arch and r["impl"] == impl and r["dtype"] == dtype),
                               key=lambda r: r["n"])
-                if not rows:
-                    continue
-                n = [r["n"] for r in rows]
-                label = f"{impl}, {dtype}, {arch}"
-                axes[0].plot(n, [r["run_s"] for r in rows], style, marker=marker, color=colour, label=label, ms=4)
-                axes[1].plot(n, [max(r["peak_mib"], 1e-1) for r in rows], style, marker=marker, color=colour, ms=4)
+                if rows:
+                    axes[0].plot([r["n"] for r in rows], [r["run_s"] for r in rows], style, marker=marker,
+                                 color=colour, ms=4)
     blocked = [r for r in result["benchmarks"]["kernels"].get("blocked", []) if "run_s" in r]
     for dtype, colour in DTYPE_COLOUR.items():
         rows = [r for r in blocked if r["dtype"] == dtype]
         if rows:
-            axes[0].plot([r["n"] for r in rows], [r["run_s"] for r in rows], ":", marker="^", color=colour,
-                         label=f"kernel() blocked, {dtype}, LN every")
-    n = np.array([250, 8000])
-    axes[0].plot(n, 2e-8 * n**2, color="grey", lw=0.8, label=r"$\propto n^2$")
-    for ax, title in zip(axes, ("run time after compilation (s)", "peak memory above baseline (MiB)")):
-        ax.set(xscale="log", yscale="log", xlabel="points n (kernel is n x n)", title=title)
-    axes[0].legend(fontsize=6)
+            axes[0].plot([r["n"] for r in rows], [r["run_s"] for r in rows], "-", marker="^", color=colour, ms=4)
+    n = np.array([min(r["n"] for r in matrix), max([r["n"] for r in matrix + blocked])])
+    axes[0].plot(n, 1e-8 * n**2, color="grey", lw=0.8)
+    handles = [Line2D([], [], ls=style, color="k", label=impl) for impl, style in IMPL_STYLE.items()]
+    handles += [Line2D([], [], ls="", marker="o", color=c, label=d) for d, c in DTYPE_COLOUR.items()]
+    handles += [Line2D([], [], ls="", marker=m, color="k", mfc="none", label=a) for a, m in archs.items()]
+    handles += [Line2D([], [], color="grey", lw=0.8, label=r"$\propto n^2$")]
+    axes[0].legend(handles=handles, fontsize=8, ncol=2, loc="lower right")
+    axes[0].set(xscale="log", yscale="log", xlabel="points n (the kernel is n x n)", ylabel="seconds (median)")
+    log_axis(axes[0].xaxis)
+    for arch, marker in archs.items():
+        for dtype, colour in DTYPE_COLOUR.items():
+            rows = sorted((r for r in kernel_ratios(result) if r["arch"] == arch and r["dtype"] == dtype),
+                          key=lambda r: r["n"])
+            if rows:
+                x = np.array([r["n"] for r in rows]) * (1.04 if dtype == "float64" else 0.96)
+                y = np.array([r["speedup"] for r in rows])
+                err = [y - [r["speedup_min"] for r in rows], [r["speedup_max"] for r in rows] - y]
+                axes[1].errorbar(x, y, yerr=err, marker=marker, color=colour, ms=4, capsize=2, lw=1)
+    axes[1].axhline(2, color="grey", lw=0.8, ls=":")
+    axes[1].axhline(1, color="grey", lw=0.8)
+    axes[1].set(xscale="log", xlabel="points n", ylabel="neural-tangents time / companion time", ylim=(0, None))
+    log_axis(axes[1].xaxis)
 
 
 def plot_training(ax, result: dict) -> None:
@@ -98,11 +129,13 @@ def plot_scaling(axes, result: dict) -> None:
     axes[0].plot(s, seeds[0]["epoch_s"] * s, color="grey", lw=0.8, label="linear from 1 seed")
     axes[0].set(xscale="log", yscale="log", xlabel="seeds vmapped in one program", ylabel="seconds per epoch",
                 title=f"{t['scaling_arch']}, {t['rows']:,} rows")
+    log_axis(axes[0].xaxis)
     rows = t["scaling_rows"]
     n = np.array([r["rows"] for r in rows])
     axes[1].plot(n, [r["epoch_s"] for r in rows], "o-", label="measured")
     axes[1].plot(n, rows[-1]["epoch_s"] * n / n[-1], color="grey", lw=0.8, label="linear")
     axes[1].set(xscale="log", yscale="log", xlabel="training rows", title=f"{t['scaling_arch']}, one seed")
+    log_axis(axes[1].xaxis)
     for ax in axes:
         ax.legend(fontsize=7)
 

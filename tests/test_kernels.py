@@ -243,3 +243,78 @@ def test_kernel_pairs_is_the_diagonal_of_the_cross_kernel() -> None:
     np.testing.assert_allclose(pairs.nngp, np.diag(full.nngp), rtol=1e-12)
     with pytest.raises(ValueError, match="same number of rows"):
         kernel_pairs(X1, X2, spec)
+
+
+# Numerical range (the docstring of companion.kernels.recursion): a regression test per fault.
+
+
+@pytest.mark.parametrize("dtype, norms", [(np.float32, [1e20, 1e30, 3e38]), (np.float64, [1e154, 1e200, 1e307])])
+def test_layernorm_first_is_finite_and_scale_free_at_any_norm(dtype: type, norms: list[float]) -> None:
+    # With a LayerNorm in the first hidden layer (and the paper's eps = 0) the kernel depends on the
+    # soft-cosine only (Thm C.1): at these norms sigma_b^2 / |x|^2 is negligible, so it equals the
+    # kernel at |x| = 1e12, where nothing overflows. Squaring such inputs used to give NaN.
+    spec = theory_spec(depth=2, layernorm={1, 2})
+    directions = X1[:4] / np.linalg.norm(X1[:4], axis=1, keepdims=True)
+    reference = kernel(1e12 * directions, np.concatenate([1e12 * directions, -1e12 * directions]), spec)
+    for norm in norms:
+        k = kernel(norm * directions, np.concatenate([norm * directions, -norm * directions]), spec, dtype=dtype)
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(k.ntk, reference.ntk, rtol=rtol, atol=rtol, err_msg=f"|x| = {norm:g}")
+        np.testing.assert_allclose(kernel_diag(norm * directions, spec, dtype=dtype).ntk, np.diag(reference.ntk),
+                                   rtol=rtol)
+
+
+def test_overflowing_kernels_and_inputs_are_clear_errors() -> None:
+    spec = theory_spec(depth=1)  # no LayerNorm: the kernel grows like |x|^2
+    with pytest.raises(ValueError, match="overflows float32.*dtype=float64"):
+        kernel(np.array([[1e20], [1.0]]), None, spec, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float32"):
+        kernel_diag(np.array([[1e20]]), spec, dtype=np.float32)
+    with pytest.raises(ValueError, match="overflows float64"):
+        kernel(np.array([[1e160]]), None, spec)
+    assert np.isfinite(kernel(np.array([[1e150]]), None, spec).ntk).all()
+    with pytest.raises(ValueError, match="too large for float32"):
+        kernel(np.array([[1e39]]), None, theory_spec(layernorm="every"), dtype=np.float32)
+
+
+def test_antipodal_large_inputs_are_within_the_stated_error() -> None:
+    # x = 1e8 and -1e8, depth 1, no LayerNorm, sigma_b = 0.1: the correlation is -1 + 2e-18, which
+    # float64 cannot hold, so sigma_b^2 is lost and the entry (truly about -6.4e6) comes out as
+    # sigma_b^2. The docstring states the error relative to sqrt(Theta(x, x) Theta(x', x')) instead;
+    # this checks that bound against the closed form, evaluated through the angle directly.
+    spec = theory_spec(depth=1).replace(sigma_b=0.1)
+    w, v2, b2 = spec.weight_scales[0], spec.weight_scales[1] ** 2, spec.sigma_b**2
+    x = 1e8
+    delta = 2 * math.atan(spec.sigma_b / (w * x))  # pi - theta, exact in this form
+    q = w**2 * x**2 + b2
+    t = q * (delta**3 / 3 - delta**5 / 30) / (2 * math.pi)  # q (sin d - d cos d) / 2 pi, no cancellation
+    nngp = v2 * t + b2
+    ntk = nngp + v2 * delta / (2 * math.pi) * (b2 - w**2 * x**2)
+    k = kernel(np.array([[x], [-x]]), None, spec)
+    scale = math.sqrt(k.ntk[0, 0] * k.ntk[1, 1])
+    assert ntk < 0 < k.ntk[0, 1] and abs(k.ntk[0, 1] - ntk) < 1e-8 * scale
+    assert abs(k.nngp[0, 1] - nngp) < 1e-8 * math.sqrt(k.nngp[0, 0] * k.nngp[1, 1])
+
+
+def test_size_guard_names_the_memory_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from companion.kernels import recursion
+
+    monkeypatch.setattr(recursion, "available_memory", lambda: 24 * 2**30)
+    with pytest.raises(MemoryError, match=r"50,000 x 50,000 points in float64 needs about 37\.\d GiB.*only 24\.0 GiB"):
+        kernel(np.zeros((50_000, 1)), None, theory_spec())
+    monkeypatch.setattr(recursion, "available_memory", lambda: 0)
+    with pytest.raises(MemoryError, match="block_size"):
+        kernel(X1, None, theory_spec(), block_size=4)
+    monkeypatch.setattr(recursion, "available_memory", lambda: None)  # unknown: no guard
+    assert kernel(X1, None, theory_spec()).ntk.shape == (9, 9)
+
+
+def test_symmetric_kernel_is_exactly_symmetric_and_equals_the_cross_kernel() -> None:
+    spec = theory_spec(depth=2, activation="gelu", layernorm={2})
+    x = RNG.normal(size=(600, 4))  # several tiles and, with block_size=300, several blocks
+    for block in (None, 300):
+        sym = kernel(x, None, spec, block_size=block)
+        cross = kernel(x, x.copy(), spec, block_size=block)
+        for a, b in zip(sym, cross):
+            assert np.array_equal(a, a.T) and a.flags.writeable
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15 * np.abs(b).max())

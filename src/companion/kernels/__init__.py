@@ -7,7 +7,8 @@ flax models of later chapters are built from.
 
 Entry points
 ------------
-:func:`kernel`         ``kernel(x1, x2, spec) -> Kernels(nngp, ntk)``, float64 ``(n1, n2)`` matrices
+:func:`kernel`         ``kernel(x1, x2, spec) -> Kernels(nngp, ntk)``, float64 ``(n1, n2)`` matrices,
+                       blocks spread over every device JAX sees; ``x2=None`` computes half the pairs
 :func:`kernel_diag`    the diagonals ``Sigma(x, x)``, ``Theta(x, x)`` only
 :func:`kernel_pairs`   ``Sigma(x1_i, x2_i)``, ``Theta(x1_i, x2_i)`` for matching rows only
 :func:`kernel_fn`      a jit-compiled kernel on JAX arrays (no checks, no blocking)

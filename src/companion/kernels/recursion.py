@@ -22,15 +22,25 @@ with ``(u, v)`` centred Gaussian with the (normalised) covariance of layer ``h``
 ``Theta^(L+1)``. With the paper's own constants (:func:`companion.arch.theory_spec`) this is the
 recursion of its App. A and E.
 
-Numerics: quantities are carried as variances, standard deviations and a correlation clipped to
-``[-1, 1]``, never as products of two large numbers, so inputs with norms from 1e-8 to 1e12 (and
-beyond) give finite kernels. In float64 the relative error is a few ulp on the diagonal and for
-pairs whose correlations stay away from +-1 (the tests check closed forms at those norms and
-neural-tangents to 1e-10). For distinct inputs whose correlation is within about 1e-8 of +-1
-the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope, and rounding in
-``rho`` becomes a relative error up to about 1e-8 (1e-4 in float32): a property of the kernel,
-shared by every implementation. The recursion is ``jax.jit``-compiled per architecture and
-evaluated in blocks of at most ``block_size`` rows and columns.
+Numerics. The first layer divides each input by a power of two (exactly) before anything is
+squared, and later layers carry variances, standard deviations and a correlation clipped to
+``[-1, 1]``, never products of two large numbers. So with a LayerNorm in the first hidden layer the
+kernels are finite for every finite input of the dtype (the result depends only on the soft-cosine);
+without one they grow like ``|x|^2`` and a :class:`ValueError` says so when they overflow the dtype
+(from ``|x|`` of about 1e154 in float64 and 1e19 in float32). Accuracy in float64: a few ulp on the
+diagonal and for pairs whose correlations stay away from +-1 (the tests check closed forms and
+neural-tangents to 1e-10). Near +-1 the error is bounded relative to the entry's natural scale
+``sqrt(K(x, x) K(x', x'))``, not to the entry: the correlation is rounded to about 1e-16 (1e-7 in
+float32), and the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope at
+``rho = +-1``, so the error is up to about 1e-8 (1e-4 in float32) of that scale. This is a property
+of computing from the correlation, shared by every implementation; for distinct inputs within 1e-8
+of each other, or antipodal inputs so large that ``sigma_b^2`` is below the rounding of ``x.x'``
+(e.g. ``x = 1e8``, ``x' = -1e8``: an entry of about -6e6 against a scale of 2e16 comes out as
+``sigma_b^2``), an entry smaller than this bound can have the wrong sign. The recursion is
+``jax.jit``-compiled per architecture. :func:`kernel` evaluates blocks of at most ``block_size`` rows
+and columns, spread over every device JAX sees, each block as one program that walks over
+``TILE x TILE`` tiles (every layer of a tile runs while it is in the cache) and, for
+``kernel(x, None)``, only the tiles on and above the diagonal.
 """
 
 from __future__ import annotations
@@ -58,11 +68,16 @@ __all__ = [
     "check_spec",
     "as_inputs",
     "augmented_unit",
+    "available_memory",
+    "devices",
 ]
 
 #: Rows and columns per compiled evaluation of :func:`kernel` (4096^2 pairs: 128 MiB per float64
 #: matrix); larger inputs are processed block by block.
 DEFAULT_BLOCK_SIZE = 4096
+
+#: Rows and columns of the tiles within a block: every layer of a tile runs while it is in the cache.
+TILE = 256
 
 
 class Kernels(NamedTuple):
@@ -150,21 +165,26 @@ def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
     return jnp.where(jnp.abs(rho) > 1 - tol, jnp.sign(rho), rho)
 
 
+def _layernorm(q1, q2, c, ntk, eps1, eps2):
+    """LayerNorm of one layer: every quantity divided by ``sqrt((q1 + eps1)(q2 + eps2))``."""
+    inv1, inv2 = 1 / jnp.sqrt(q1 + eps1), 1 / jnp.sqrt(q2 + eps2)
+    return q1 * inv1 * inv1, q2 * inv2 * inv2, c * inv1 * inv2, ntk * inv1 * inv2
+
+
 def _propagate(
     q1: jax.Array, q2: jax.Array, c: jax.Array, arch: _Arch, diagonal: bool = False
 ) -> tuple[jax.Array, jax.Array]:
-    """Run the recursion from the first layer's variances ``q1, q2`` and covariance ``c``.
+    """Run the recursion from the first hidden layer's variances ``q1, q2`` and covariance ``c``.
 
+    These come from :func:`_first_layer`, which has already applied a LayerNorm of layer 1.
     ``diagonal=True`` computes ``x = x'`` (``q1 = q2 = c``) with the correlation exactly 1.
     """
     dual = duals.dual(arch.activation)
     b2 = arch.sigma_b**2
     ntk = c
     for h in range(1, arch.depth + 1):
-        if h in arch.layernorm:
-            inv1, inv2 = 1 / jnp.sqrt(q1 + arch.ln_eps), 1 / jnp.sqrt(q2 + arch.ln_eps)
-            c, ntk = c * inv1 * inv2, ntk * inv1 * inv2
-            q1, q2 = q1 * inv1 * inv1, q2 * inv2 * inv2
+        if h in arch.layernorm and h > 1:
+            q1, q2, c, ntk = _layernorm(q1, q2, c, ntk, arch.ln_eps, arch.ln_eps)
         s1, s2 = jnp.sqrt(q1), jnp.sqrt(q2)
         t, tdot, t1, t2 = _expectations(dual, s1, s2, c, diagonal)
         w2 = arch.scales[h] ** 2
@@ -200,13 +220,48 @@ def _expectations(
             t[m : m + n1].reshape(s1.shape), t[m + n1 :].reshape(s2.shape))
 
 
-def _first_layer(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array, jax.Array]:
+def _row_scales(x: jax.Array) -> jax.Array:
+    """Powers of two ``m >= 1`` with ``|x / m| < 2`` in every row: exact to divide by, and after the
+    division no square overflows (inputs up to the largest float of the dtype)."""
+    _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=1))
+    top = jnp.finfo(x.dtype).maxexp - 1
+    return jnp.ldexp(jnp.ones((), x.dtype), jnp.clip(exponent, 0, top).astype(jnp.int32))
+
+
+def _first_layer(
+    x1: jax.Array, x2: jax.Array, arch: _Arch, mode: str = "matrix"
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Variances ``q1, q2`` and covariance ``c`` of the first hidden layer, after its LayerNorm if any.
+
+    ``mode`` is ``"matrix"`` (all pairs: shapes ``(n1, 1)``, ``(1, n2)``, ``(n1, n2)``), ``"pairs"``
+    (matching rows) or ``"diagonal"`` (``x2`` is ignored; ``c = q1 = q2``). Rows are first divided
+    by powers of two (:func:`_row_scales`), so ``|x|^2`` is never formed: with a LayerNorm in layer
+    1 the result depends on the scaled rows only (and is finite for every finite input); without
+    one the scales are multiplied back, and the result overflows only where the kernel itself does.
+    """
     w2 = arch.scales[0] ** 2 / x1.shape[1]
     b2 = arch.sigma_b**2
-    q1 = w2 * jnp.sum(x1 * x1, axis=1) + b2
-    q2 = w2 * jnp.sum(x2 * x2, axis=1) + b2
-    c = w2 * jnp.matmul(x1, x2.T, precision=jax.lax.Precision.HIGHEST) + b2
-    return q1[:, None], q2[None, :], c
+    m1 = _row_scales(x1)
+    u1 = x1 / m1[:, None]
+    q1 = w2 * jnp.sum(u1 * u1, axis=1) + b2 / m1 / m1
+    if mode == "diagonal":
+        m2, q2 = m1, q1
+        c = q1
+    else:
+        m2 = _row_scales(x2)
+        u2 = x2 / m2[:, None]
+        q2 = w2 * jnp.sum(u2 * u2, axis=1) + b2 / m2 / m2
+        if mode == "pairs":
+            c = w2 * jnp.sum(u1 * u2, axis=1) + b2 / m1 / m2
+        else:
+            m1, q1 = m1[:, None], q1[:, None]
+            m2, q2 = m2[None, :], q2[None, :]
+            c = w2 * jnp.matmul(u1, u2.T, precision=jax.lax.Precision.HIGHEST) + b2 / m1 / m2
+    if 1 in arch.layernorm:  # scale-free: LayerNorm divides the scales out again
+        eps1, eps2 = arch.ln_eps / m1 / m1, arch.ln_eps / m2 / m2
+        q1, q2, c, _ = _layernorm(q1, q2, c, c, eps1, eps2)
+        return q1, q2, c
+    return q1 * m1 * m1, q2 * m2 * m2, c * m1 * m2
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -214,25 +269,57 @@ def _matrix(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.A
     return _propagate(*_first_layer(x1, x2, arch), arch)
 
 
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _tiled(
+    x1: jax.Array, x2: jax.Array, rows: jax.Array, cols: jax.Array, arch: _Arch, tiles: tuple[int, int],
+    mirror: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The kernel matrices of ``x1`` and ``x2`` computed tile by tile in one program.
+
+    Tile ``p`` holds rows ``rows[p] * t1 ...`` and columns ``cols[p] * t2 ...``; all of a
+    tile's layers run while it is in the cache, and the tile is written into the result once.
+    ``mirror=True`` (``x1`` is ``x2`` and the tiles are those on and above the diagonal) also
+    writes each tile's transpose below the diagonal, using only the upper triangle of the diagonal
+    tiles: the result is then exactly symmetric and costs about half the pairs.
+    """
+    t1, t2 = tiles
+    upper = jnp.arange(t1)[:, None] <= jnp.arange(t2)[None, :]
+
+    def body(p, carry):
+        *out, finite = carry
+        i, j = rows[p] * t1, cols[p] * t2
+        a = jax.lax.dynamic_slice_in_dim(x1, i, t1)
+        b = jax.lax.dynamic_slice_in_dim(x2, j, t2)
+        new = []
+        for matrix, block in zip(out, _propagate(*_first_layer(a, b, arch), arch)):
+            finite &= jnp.all(jnp.isfinite(block))
+            if mirror:
+                block = jnp.where(upper | (i != j), block, block.T)
+                matrix = jax.lax.dynamic_update_slice(matrix, block.T, (j, i))
+            new.append(jax.lax.dynamic_update_slice(matrix, block, (i, j)))
+        return (*new, finite)
+
+    zeros = jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype)
+    return jax.lax.fori_loop(0, rows.shape[0], body, (zeros, zeros, jnp.array(True)))
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _paired(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
-    w2 = arch.scales[0] ** 2 / x1.shape[1]
-    b2 = arch.sigma_b**2
-    q1 = w2 * jnp.sum(x1 * x1, axis=1) + b2
-    q2 = w2 * jnp.sum(x2 * x2, axis=1) + b2
-    return _propagate(q1, q2, w2 * jnp.sum(x1 * x2, axis=1) + b2, arch)
+    return _propagate(*_first_layer(x1, x2, arch, "pairs"), arch)
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _diagonal(x: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
-    q = arch.scales[0] ** 2 / x.shape[1] * jnp.sum(x * x, axis=1) + arch.sigma_b**2
-    return _propagate(q, q, q, arch, diagonal=True)
+    return _propagate(*_first_layer(x, x, arch, "diagonal"), arch, diagonal=True)
 
 
-def _padded(n: int, block: int) -> int:
-    """Pad ``n <= block`` rows to a few sizes so that repeated calls reuse compiled programs."""
-    size = -(-n // 256) * 256 if n > 256 else max(64, 1 << (n - 1).bit_length())
-    return min(size, block)
+def _padded(n: int) -> int:
+    """Pad ``n`` rows to a few sizes (a multiple of :data:`TILE`) so that repeated calls reuse compiled programs."""
+    return -(-n // TILE) * TILE if n > TILE else max(64, 1 << (n - 1).bit_length())
+
+
+def _tile(padded: int) -> int:
+    return TILE if padded % TILE == 0 else padded
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -248,12 +335,97 @@ def _dtype(dtype: object) -> np.dtype:
     return dt
 
 
+def _check_range(x: np.ndarray, dt: np.dtype, name: str) -> None:
+    largest = float(np.max(np.abs(x)))
+    if largest > float(np.finfo(dt).max):
+        raise ValueError(
+            f"{name} has entries up to {largest:.3g}, too large for {dt.name} (largest {np.finfo(dt).max:.3g}); "
+            f"use dtype=float64 or rescale the inputs"
+        )
+
+
 def _check_degenerate(x: np.ndarray, spec: MLPSpec) -> None:
     if spec.layernorm and spec.sigma_b == 0 and spec.ln_eps == 0 and np.any(np.all(x == 0, axis=1)):
         raise ValueError(
             "with sigma_b = 0 and no LayerNorm epsilon a zero input has zero pre-activations, which "
             "LayerNorm cannot normalise; use sigma_b > 0 (the paper's theory requires it)"
         )
+
+
+def _inputs(x1: object, x2: object | None, spec: MLPSpec, dtype: object) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """Checked inputs of every entry point: finite 2-D arrays representable in ``dtype``."""
+    check_spec(spec)
+    a = as_inputs(x1, "x1" if x2 is not None else "x")
+    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
+    dt = _dtype(dtype)
+    for array, name in ((a, "x1"), (b, "x2")) if x2 is not None else ((a, "x"),):
+        _check_range(array, dt, name)
+        _check_degenerate(array, spec)
+    return a, b, dt
+
+
+def _overflow(dt: np.dtype, *inputs: np.ndarray) -> ValueError:
+    largest = max(float(np.max(np.abs(x))) for x in inputs)
+    return ValueError(
+        f"the kernel of these inputs overflows {dt.name} (largest {np.finfo(dt).max:.3g}): without a "
+        f"LayerNorm in the first hidden layer it grows like |x|^2 (here |x| is up to {largest:.3g}); "
+        + ("use dtype=float64 or rescale the inputs" if dt == np.float32 else "rescale the inputs")
+    )
+
+
+def devices() -> list[jax.Device]:
+    """The devices the kernels spread their work over: every device of JAX's default backend."""
+    return jax.devices()
+
+
+def available_memory() -> int | None:
+    """Bytes of host memory available to new allocations (Linux ``MemAvailable``), or ``None``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def _check_memory(n1: int, n2: int, block: int, dt: np.dtype, n_devices: int) -> None:
+    """Refuse, naming the memory needed, a result that cannot fit in the host's memory."""
+    result = 2 * n1 * n2 * dt.itemsize
+    in_flight = 0 if n1 <= block and n2 <= block else n_devices * 2 * min(n1, block) * min(n2, block) * dt.itemsize
+    # a single block is computed in place and copied once into the (writable) result
+    needed = result + (result if n1 <= block and n2 <= block else in_flight)
+    free = available_memory()
+    if free is not None and needed > free:
+        raise MemoryError(
+            f"kernel of {n1:,} x {n2:,} points in {dt.name} needs about {_gib(needed)} of memory "
+            f"(two {n1:,} x {n2:,} result matrices of {_gib(result / 2)} each, plus the blocks being "
+            f"computed) but only {_gib(free)} is available; use fewer points, dtype=float32, a smaller "
+            f"block_size, or only the entries you need (kernel_diag, kernel_pairs, or kernel on blocks of rows)"
+        )
+
+
+def _block_grid(n: int, block: int) -> list[tuple[int, int, int]]:
+    """``(start, rows, padded rows)`` of the blocks of ``n`` rows with at most ``block`` each."""
+    return [(i, min(block, n - i), _padded(min(block, n - i))) for i in range(0, n, block)]
+
+
+def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
+               dt: np.dtype, device: jax.Device) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``."""
+    t1, t2 = _tile(padded[0]), _tile(padded[1])
+    if mirror:
+        rows, cols = np.triu_indices(padded[0] // t1)
+    else:
+        rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
+    put = functools.partial(jax.device_put, device=device)
+    return _tiled(put(jnp.asarray(_pad_rows(a, padded[0]), dt)), put(jnp.asarray(_pad_rows(b, padded[1]), dt)),
+                  put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2), mirror)
 
 
 def kernel(
@@ -269,16 +441,17 @@ def kernel(
     Parameters
     ----------
     x1, x2:
-        Inputs of shapes ``(n1, d)`` and ``(n2, d)``; ``x2=None`` means ``x1`` (the result is then
-        exactly symmetric).
+        Inputs of shapes ``(n1, d)`` and ``(n2, d)``; ``x2=None`` means ``x1``: only the pairs on
+        and above the diagonal are computed, and the result is exactly symmetric.
     spec:
         The architecture: depth, activation, weight scales (:attr:`MLPSpec.weight_scales`),
         ``sigma_b``, LayerNorm positions and ``ln_eps``. ``width`` and ``parametrisation`` are
         ignored: this is the infinite-width kernel in the NTK parametrisation (the paper's theory).
         Use :func:`companion.arch.theory_spec` for the paper's own constants.
     block_size:
-        Largest number of rows and columns evaluated at once (default
-        :data:`DEFAULT_BLOCK_SIZE`); lower it to save memory.
+        Largest number of rows and columns evaluated in one compiled call (default
+        :data:`DEFAULT_BLOCK_SIZE`); lower it to save memory. Blocks are spread over every device
+        JAX sees (:func:`devices`), one block per device at a time.
     dtype:
         ``float64`` (default) or ``float32`` (faster on accelerators; relative error about 1e-6,
         up to 1e-4 for nearly identical inputs).
@@ -286,72 +459,89 @@ def kernel(
     Returns
     -------
     Kernels
-        ``(nngp, ntk)``, NumPy arrays of shape ``(n1, n2)`` and the requested dtype.
+        ``(nngp, ntk)``, writable NumPy arrays of shape ``(n1, n2)`` and the requested dtype.
+
+    Raises
+    ------
+    MemoryError
+        Before any work, when the two results and the blocks in flight need more memory than the
+        host has available (the message names the amount).
+    ValueError
+        For bad input, and when the kernel overflows ``dtype`` (possible only without a LayerNorm in
+        the first hidden layer, whose kernel grows like ``|x|^2``).
     """
-    check_spec(spec)
-    a = as_inputs(x1, "x1")
-    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
-    dt = _dtype(dtype)
+    a, b, dt = _inputs(x1, x2, spec, dtype)
     block = DEFAULT_BLOCK_SIZE if block_size is None else block_size
-    if not isinstance(block, int) or block < 1:
+    if isinstance(block, (bool, np.bool_)) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    _check_degenerate(a, spec)
-    _check_degenerate(b, spec)
+    block = int(block)
+    symmetric = x2 is None
+    pool = devices()
+    n1, n2 = a.shape[0], b.shape[0]
+    if len(pool) > 1 and max(n1, n2) > TILE:  # at least one block per device
+        block = min(block, max(TILE, -(-max(n1, n2) // (2 if symmetric else len(pool)) // TILE) * TILE))
+    _check_memory(n1, n2, block, dt, len(pool))
     arch = _Arch.of(spec)
-    nngp = np.empty((a.shape[0], b.shape[0]), dt)
-    ntk = np.empty_like(nngp)
+    rows, cols = _block_grid(n1, block), _block_grid(n2, block)
+    jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     with jax.enable_x64(dt == np.float64):
-        for i in range(0, a.shape[0], block):
-            rows = a[i : i + block]
-            pr = _padded(rows.shape[0], block)
-            xa = jnp.asarray(_pad_rows(rows, pr), dt)
-            for j in range(0, b.shape[0], block):
-                cols = b[j : j + block]
-                pc = _padded(cols.shape[0], block)
-                k_nngp, k_ntk = _matrix(xa, jnp.asarray(_pad_rows(cols, pc), dt), arch)
-                nngp[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_nngp)[: rows.shape[0], : cols.shape[0]]
-                ntk[i : i + rows.shape[0], j : j + cols.shape[0]] = np.asarray(k_ntk)[: rows.shape[0], : cols.shape[0]]
-    if x2 is None:  # exactly symmetric, in place (numpy buffers the overlapping transpose)
-        for matrix in (nngp, ntk):
-            np.add(matrix, matrix.T, out=matrix)
-            matrix *= 0.5
+        if len(jobs) == 1:  # one block: computed in place, copied once into a writable array
+            (i, m, pm), (j, k, pk) = jobs[0]
+            nngp, ntk, finite = _run_block(a, b, (pm, pk), symmetric, arch, dt, pool[0])
+            if not bool(finite):
+                raise _overflow(dt, a, b)
+            return Kernels(np.array(np.asarray(nngp)[:m, :k]), np.array(np.asarray(ntk)[:m, :k]))
+        nngp = np.empty((n1, n2), dt)
+        ntk = np.empty_like(nngp)
+        for wave in range(0, len(jobs), len(pool)):
+            running = [(job, _run_block(a[job[0][0]: job[0][0] + job[0][1]], b[job[1][0]: job[1][0] + job[1][1]],
+                                        (job[0][2], job[1][2]), symmetric and job[0][0] == job[1][0], arch, dt, device))
+                       for job, device in zip(jobs[wave: wave + len(pool)], pool)]
+            for ((i, m, _), (j, k, _)), (k_nngp, k_ntk, finite) in running:
+                if not bool(finite):
+                    raise _overflow(dt, a, b)
+                for out, value in ((nngp, k_nngp), (ntk, k_ntk)):
+                    value = np.asarray(value)[:m, :k]
+                    out[i: i + m, j: j + k] = value
+                    if symmetric and i != j:
+                        out[j: j + k, i: i + m] = value.T
     return Kernels(nngp, ntk)
+
+
+def _rowwise(program: Callable, arrays: list[np.ndarray], arch: _Arch, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate a row-wise program, its rows sharded over every device (:func:`devices`)."""
+    pool = devices()
+    n = arrays[0].shape[0]
+    padded = _padded(n)
+    padded = -(-padded // len(pool)) * len(pool)
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(pool), ("rows",)),
+                                          jax.sharding.PartitionSpec("rows"))
+    with jax.enable_x64(dt == np.float64):
+        inputs = [jax.device_put(jnp.asarray(_pad_rows(x, padded), dt), sharding) for x in arrays]
+        nngp, ntk = program(*inputs, arch)
+        nngp, ntk = np.array(nngp)[:n], np.array(ntk)[:n]
+    if not (np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))):
+        raise _overflow(dt, *arrays)
+    return nngp, ntk
 
 
 def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
     """The diagonals ``Sigma(x_i, x_i)`` and ``Theta(x_i, x_i)``, shape ``(n,)``, without the full matrix.
 
     For these networks the diagonal depends on ``x`` only through ``|x|^2 / n0`` (chapter "One
-    LayerNorm bounds the kernel", Thm 3.2 and Cor. C.2).
+    LayerNorm bounds the kernel", Thm 3.2 and Cor. C.2). The rows are sharded over every device.
     """
-    check_spec(spec)
-    a = as_inputs(x, "x")
-    dt = _dtype(dtype)
-    _check_degenerate(a, spec)
-    arch = _Arch.of(spec)
-    n = a.shape[0]
-    padded = _padded(n, 2**62)
-    with jax.enable_x64(dt == np.float64):
-        nngp, ntk = _diagonal(jnp.asarray(_pad_rows(a, padded), dt), arch)
-        return Kernels(np.asarray(nngp)[:n], np.asarray(ntk)[:n])
+    a, _, dt = _inputs(x, None, spec, dtype)
+    return Kernels(*_rowwise(_diagonal, [a], _Arch.of(spec), dt))
 
 
 def kernel_pairs(x1: object, x2: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
     """``Sigma(x1_i, x2_i)`` and ``Theta(x1_i, x2_i)`` for matching rows, shape ``(n,)``: the diagonal of
-    ``kernel(x1, x2)`` without the rest of the matrix."""
-    check_spec(spec)
-    a = as_inputs(x1, "x1")
-    b = as_inputs(x2, "x2", a.shape[1])
+    ``kernel(x1, x2)`` without the rest of the matrix. The rows are sharded over every device."""
+    a, b, dt = _inputs(x1, x2, spec, dtype)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"x1 and x2 must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
-    dt = _dtype(dtype)
-    _check_degenerate(a, spec)
-    _check_degenerate(b, spec)
-    n = a.shape[0]
-    padded = _padded(n, 2**62)
-    with jax.enable_x64(dt == np.float64):
-        nngp, ntk = _paired(jnp.asarray(_pad_rows(a, padded), dt), jnp.asarray(_pad_rows(b, padded), dt), _Arch.of(spec))
-        return Kernels(np.asarray(nngp)[:n], np.asarray(ntk)[:n])
+    return Kernels(*_rowwise(_paired, [a, b], _Arch.of(spec), dt))
 
 
 def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
