@@ -99,13 +99,13 @@ CELLS = {
     cell.name: cell
     for cell in (
         Cell("baseline"),
-        Cell("ln-on-sum", ln_input="sum"),
-        Cell("learned-positions", positions="learned"),
-        Cell("no-positions", positions="none"),
         Cell("pre-ln-blocks", blocks="pre-LN"),
+        Cell("learned-positions", positions="learned"),
+        Cell("ln-on-sum", ln_input="sum"),
+        Cell("standardised", standardise=True),
+        Cell("no-positions", positions="none"),
         Cell("bias-0.1", sigma_b=0.1),
         Cell("kaiming-init", init="kaiming"),
-        Cell("standardised", standardise=True),
         Cell("paper-init-learned-positions", positions="learned", init="kaiming", sigma_b=0.1),
     )
 }
