@@ -46,7 +46,7 @@ from companion.train import TrainResult, fit
 from companion.transformer import Transformer, TransformerSpec
 
 __all__ = [
-    "Cell", "CELLS", "Config", "CONFIGS", "config", "VARIANTS", "MODES", "EXPLODES", "train_cell",
+    "Cell", "CELLS", "Config", "CONFIGS", "config", "VARIANTS", "MODES", "EXPLODES", "FOLLOWS", "FITS", "train_cell",
     "rollout", "Study", "measures", "growth_exponent", "table", "run", "run_artefact", "write_summary",
     "load_artefact", "main",
 ]
@@ -60,6 +60,9 @@ MODES = ("teacher-forced", "autoregressive")
 EXPLODES = 2.0
 #: "Follows the line": mean absolute error at i = 91..100 below this fraction of the true values.
 FOLLOWS = 0.25
+#: "Fits the training range": final training MSE (median over seeds) below this fraction of the
+#: mean squared training target.
+FITS = 0.05
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,8 +271,10 @@ def measures(study: Study, cell: str, variant: str, mode: str) -> dict[str, floa
     (growth exponent of mean |prediction| along i = 30..100; the truth's is about 1),
     ``scale_growth`` (mean |prediction of f(31)| at input scale 1000 over that at 100),
     ``median_ratio`` and ``seeds_exploding`` (the ratio per seed: its median, and how many seeds
-    exceed :data:`EXPLODES`), and ``explodes`` (more than half the seeds do) / ``follows``
-    (``relative_error`` below :data:`FOLLOWS`), 1.0 or 0.0.
+    exceed :data:`EXPLODES`), ``train_fraction`` (median final training MSE over the mean squared
+    training target), and ``explodes`` (more than half the seeds do) / ``follows``
+    (``relative_error`` below :data:`FOLLOWS`) / ``fits`` (``train_fraction`` below :data:`FITS`),
+    1.0 or 0.0.
     """
     index = study.index
     far = index >= study.config.eval_length - 9
@@ -293,6 +298,10 @@ def measures(study: Study, cell: str, variant: str, mode: str) -> dict[str, floa
         "truth_exponent": growth_exponent(index, truth["size"], study.config.train_length, study.config.eval_length),
         "scale_growth": float(scale[s == 1000.0][0] / scale[s == 100.0][0]) if {100.0, 1000.0} <= set(s) else float("nan"),
     }
+    targets = _data(study.config)[0].next_value_pairs()[1]  # stored losses are in the values' units
+    loss = np.median([run["train_loss"] for run in study.runs[cell][variant]])
+    out["train_fraction"] = float(loss / np.mean(targets**2))
+    out["fits"] = float(out["train_fraction"] < FITS)
     out["explodes"] = float(out["seeds_exploding"] > out["seeds"] / 2)
     out["follows"] = float(out["relative_error"] < FOLLOWS)
     return out
