@@ -213,7 +213,8 @@ def _fake_study(factor_no_ln: float, factor_ln: float) -> ablation.Study:
         pred = factor * truth
         curves = {"error": np.mean(np.abs(pred - truth), 0).tolist(), "size": np.mean(np.abs(pred), 0).tolist(),
                   "signed": np.mean(pred, 0).tolist()}
-        return {"scale_size": [1.0, 10.0, 100.0, 1000.0 * factor], **{m: curves for m in ablation.MODES}}
+        return {"scale_size": [1.0, 10.0, 100.0, 1000.0 * factor], "train_loss": 100.0 * (factor - 1),
+                **{m: curves for m in ablation.MODES}}
 
     runs = {v: [run(f)] * 2 for v, f in zip(ablation.VARIANTS, (factor_no_ln, factor_ln))}
     return ablation.Study(cfg, {"baseline": runs}, "made up")
@@ -225,6 +226,7 @@ def test_measures_say_explodes_and_follows_from_the_curves() -> None:
     assert blown["explodes"] == 1.0 and blown["follows"] == 0.0 and blown["ratio"] == pytest.approx(3.0)
     assert exact["explodes"] == 0.0 and exact["follows"] == 1.0 and exact["relative_error"] == pytest.approx(0.0)
     assert exact["exponent"] == pytest.approx(exact["truth_exponent"]) and blown["scale_growth"] == pytest.approx(30.0)
+    assert exact["fits"] == 1.0 and exact["train_fraction"] == 0.0 and blown["fits"] == 0.0  # 200 / mean y^2 > 5%
     rows = ablation.table(study)
     assert [r["mode"] for r in rows] == list(ablation.MODES) and set(rows[0]) >= {"no LN", "LN first", "changes"}
 
