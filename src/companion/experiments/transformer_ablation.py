@@ -265,11 +265,12 @@ def measures(study: Study, cell: str, variant: str, mode: str) -> dict[str, floa
     """The numbers that say whether a (cell, variant) explodes under an evaluation ``mode``.
 
     All are means over seeds, at predicted indices 91..100 unless said otherwise:
-    ``ratio`` (mean |prediction| / mean |truth|), ``relative_error`` (mean |error| / mean |truth|),
-    ``standardised_error`` (mean |error| / spread of the truth), ``signed`` (|signed mean
-    prediction| / mean |truth|, the "mean prediction" over random sequences), ``exponent``
-    (growth exponent of mean |prediction| along i = 30..100; the truth's is about 1),
-    ``scale_growth`` (mean |prediction of f(31)| at input scale 1000 over that at 100),
+    ``ratio`` (mean absolute prediction over mean absolute truth), ``relative_error`` (mean
+    absolute error over mean absolute truth), ``standardised_error`` (mean absolute error over the
+    spread of the truth), ``signed`` (absolute value of the signed mean prediction over the mean
+    absolute truth: the "mean prediction" over random sequences), ``exponent`` (growth exponent of
+    the mean absolute prediction along i = 30..100; the truth's is about 1), ``scale_growth``
+    (mean absolute prediction of f(31) at input scale 1000 over that at 100),
     ``median_ratio`` and ``seeds_exploding`` (the ratio per seed: its median, and how many seeds
     exceed :data:`EXPLODES`), ``train_fraction`` (median final training MSE over the mean squared
     training target), and ``explodes`` (more than half the seeds do) / ``follows``

@@ -11,8 +11,8 @@ __all__ = ["plot_cells", "plot_curves"]
 
 
 def plot_cells(study: Study, axes) -> None:
-    """Per cell (rows) and evaluation mode (one axis each): mean |prediction| / mean |truth| at
-    i = 91..100 for both variants; 1 is the size of the truth, :data:`EXPLODES` the explosion line."""
+    """Per cell (rows) and evaluation mode (one axis each): mean absolute prediction over mean
+    absolute truth at i = 91..100 for both variants; 1 is the size of the truth, :data:`EXPLODES` the explosion line."""
     from companion import plotting
 
     cells = list(study.runs)
@@ -30,8 +30,8 @@ def plot_cells(study: Study, axes) -> None:
 
 
 def plot_curves(study: Study, cell: str, axes) -> None:
-    """Mean |prediction| along the index i for one cell, both variants (mean and 95% band over
-    seeds), teacher-forced and autoregressive, with the mean |truth|."""
+    """Mean absolute prediction along the index i for one cell, both variants (mean and 95% band
+    over seeds), teacher-forced and autoregressive, with the mean absolute truth."""
     from companion import plotting
 
     index, trained = study.index, study.config.train_length
