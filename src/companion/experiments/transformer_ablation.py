@@ -60,6 +60,8 @@ MODES = ("teacher-forced", "autoregressive")
 EXPLODES = 2.0
 #: "Follows the line": mean absolute error at i = 91..100 below this fraction of the true values.
 FOLLOWS = 0.25
+#: Where a prediction overflows float32 (an exploding rollout), it is counted and kept at this value.
+OVERFLOW = float(np.finfo(np.float32).max)
 #: "Fits the training range": final training MSE (median over seeds) below this fraction of the
 #: mean squared training target.
 FITS = 0.05
@@ -213,13 +215,16 @@ def train_cell(cfg: Config, cell: Cell, variant: str, seeds: list[int]) -> list[
     runs = []
     for k in range(len(seeds)):
         run = {"seconds": seconds, "train_loss": float(trained.losses[k, -1]) * unit**2,
-               "scale_size": _rounded(scaled[k])}
+               "scale_size": _rounded(np.nan_to_num(scaled[k], nan=OVERFLOW, posinf=OVERFLOW))}
         for mode, pred in zip(MODES, (teacher[k], auto[k])):
-            n = pred.shape[0]
+            n, overflow = pred.shape[0], ~np.isfinite(pred)
+            # A rollout that explodes can overflow float32: count it and keep it at the largest float32.
+            pred = np.nan_to_num(np.asarray(pred, np.float64), nan=OVERFLOW, posinf=OVERFLOW, neginf=-OVERFLOW)
             run[mode] = {
                 "error": _rounded(np.mean(np.abs(pred - truth[:n]), axis=0)),
                 "size": _rounded(np.mean(np.abs(pred), axis=0)),
                 "signed": _rounded(np.mean(pred, axis=0)),
+                "overflowed": int(overflow.sum()),
             }
         runs.append(run)
     return runs
