@@ -30,6 +30,7 @@ EXPERIMENTS = {
     "toy": "companion.experiments.toy",
     "bridge": "companion.experiments.bridge",
     "transformer": "companion.experiments.transformer",
+    "transformer-ablation": "companion.experiments.transformer_ablation",
 }
 
 

@@ -43,7 +43,7 @@ from companion.transformer import Transformer, TransformerSpec
 
 __all__ = [
     "Config", "CONFIGS", "config", "specs", "Result", "run", "kernel_diagonals", "plot_sequence",
-    "plot_scale", "run_artefact", "load_artefact", "main",
+    "plot_scale", "run_artefact", "load_artefact", "main", "infinite_width_diagonals", "levels_off",
 ]
 
 
@@ -143,6 +143,37 @@ def kernel_diagonals(cfg: Config) -> dict[str, dict[int, np.ndarray]]:
             diag = jax.jit(jax.vmap(lambda p, ntk=ntk: ntk(x, None, p)))(params)  # only Theta(x_i, x_i)
             out.setdefault(label, {})[width] = np.asarray(diag)
     return out
+
+
+def infinite_width_diagonals(scales: Sequence[float], length: int = 30, seed: int = 1) -> dict[str, np.ndarray]:
+    """The infinite-width NTK diagonal ``Theta(s u, s u)`` per input scale ``s``, ``{label: (scales,)}``.
+
+    ``u`` is a linear test sequence of ``length`` values scaled to unit root-mean-square, and the
+    kernel is neural-tangents' closed form for :func:`companion.transformer.stax_transformer`
+    (Theorem C.1's object), with and without the LayerNorm after the embedding.
+    """
+    import warnings
+
+    from companion.transformer import stax_transformer
+
+    u = linear_sequences(1, length, seed=seed).values[0]
+    u = u / np.sqrt(np.mean(u**2))
+    x = jnp.asarray(np.asarray(scales, dtype=np.float64)[:, None, None] * u[None, :, None], jnp.float32)
+    out = {}
+    for label, layernorm in (("no LN", False), ("LN first", True)):
+        with warnings.catch_warnings():  # two notes on the limits stax_transformer's docstring states
+            warnings.filterwarnings("ignore", "Linear scaling attention used", UserWarning)
+            warnings.filterwarnings("ignore", "`FanIn` layers assume independent inputs", UserWarning)
+            kernel_fn = stax_transformer(layernorm)[2]
+            out[label] = np.diagonal(np.asarray(kernel_fn(x, None, "ntk"), dtype=np.float64)).copy()
+    return out
+
+
+def levels_off(diagonal: np.ndarray, tolerance: float = 0.05) -> bool:
+    """Whether a kernel diagonal along growing input scales has levelled off: its last three
+    values (the largest scales) lie within ``tolerance`` (relative) of the last one."""
+    tail = np.asarray(diagonal, dtype=np.float64)[-3:]
+    return bool(np.all(np.isfinite(tail)) and np.all(np.abs(tail / tail[-1] - 1) < tolerance))
 
 
 @dataclasses.dataclass
