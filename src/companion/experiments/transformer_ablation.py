@@ -370,7 +370,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, cells
     """Run (or finish) the study of ``profile_name``, one file per (cell, variant, seed); return the folder."""
     name = profile.active() if profile_name is None else profile_name
     cfg = config(name)
-    folder = artefacts.output_folder("transformer", f"ablation-{name}", out)
+    folder = artefacts.output_folder("transformer", f"ablation-{name}", out, summary_of=(EXPERIMENT, name))
     for cell in cells or cfg.cells:
         if cell not in cfg.cells:
             raise ValueError(f"cell {cell!r} is not in the {name} profile; choose from {', '.join(cfg.cells)}")
