@@ -133,6 +133,16 @@ def test_a_second_run_into_the_same_folder_stops_at_once(tmp_path: Path) -> None
     assert artefacts.output_folder("toy", "ci", tmp_path) == tmp_path  # free again once it exited
 
 
+def test_a_study_whose_summary_names_itself_resumes_into_its_folder(tmp_path: Path) -> None:
+    # The NTK column and the transformer ablation keep their folders under another experiment's
+    # name: a rerun must accept the summary it wrote itself, and still refuse anyone else's.
+    artefacts.write_json(tmp_path / "summary.json", {"experiment": "transformer-ablation", "profile": "ci"})
+    folder = artefacts.output_folder("transformer", "ablation-ci", tmp_path, summary_of=("transformer-ablation", "ci"))
+    assert folder == tmp_path
+    with pytest.raises(ValueError, match="is the summary of transformer-ablation"):
+        artefacts.output_folder("transformer", "ablation-ci", tmp_path)
+
+
 # ---- resumable runs: the whole folder is checked first, seeds train in fixed groups --------------
 
 def _trainer(calls: list) -> object:
