@@ -12,7 +12,7 @@ evaluated up to ``i = 100``, as in the paper. Three measurements:
 * **along the input scale**: the prediction of ``f(31)`` when the 30 inputs are multiplied by
   ``s`` (the supremum over inputs of Theorem C.3 taken along a ray);
 * **the kernel view**: the empirical NTK diagonal at initialisation, ``||grad_theta f(s u)||^2`` for
-  a fixed sequence ``u``, as ``s`` grows, at several widths (neural-tangents' ``empirical_ntk_fn``).
+  a fixed sequence ``u``, as ``s`` grows, at several widths (:func:`companion.kernels.empirical_ntk_fn`).
   Theorem C.1: with the LayerNorm it depends on ``s u`` only through soft-cosines, so it levels off.
 
 The ``full`` profile is the paper's protocol where the paper gives one (architecture, data, 5
@@ -36,7 +36,7 @@ import numpy as np
 
 from companion import artefacts, profile
 from companion.data.sequences import LinearSequences, linear_sequences
-from companion.nt import nt
+from companion.kernels import empirical_ntk_fn
 from companion.stats import MeanCI, mean_ci
 from companion.train import TrainResult, fit
 from companion.transformer import Transformer, TransformerSpec
@@ -124,7 +124,8 @@ def kernel_diagonals(cfg: Config) -> dict[str, dict[int, np.ndarray]]:
 
     The network's output is its prediction at the last position; the input is ``s * u`` for the
     first test sequence's 30 values ``u`` scaled to unit root-mean-square, ``s`` in
-    ``cfg.ntk_scales``. Computed with ``nt.empirical_ntk_fn`` and ``jax.vmap`` over seeds.
+    ``cfg.ntk_scales``. Computed with :func:`companion.kernels.empirical_ntk_fn` (JAX's own
+    Jacobians) and ``jax.vmap`` over seeds.
     """
     u = _data(cfg)[1].values[0, : cfg.train_length]
     u = u / np.sqrt(np.mean(u**2))
@@ -137,7 +138,7 @@ def kernel_diagonals(cfg: Config) -> dict[str, dict[int, np.ndarray]]:
             def last(params: Any, inputs: jax.Array, model: Transformer = model) -> jax.Array:
                 return model.apply({"params": params}, inputs)[:, -1, :]
 
-            ntk = nt.empirical_ntk_fn(last, trace_axes=(-1,), diagonal_axes=(0,), vmap_axes=0)
+            ntk = empirical_ntk_fn(last, diagonal=True)
             keys = jax.vmap(jax.random.key)(jnp.arange(cfg.ntk_seeds, dtype=jnp.uint32))
             params = jax.vmap(lambda k, model=model: model.init(k, x[:1])["params"])(keys)
             diag = jax.jit(jax.vmap(lambda p, ntk=ntk: ntk(x, None, p)))(params)  # only Theta(x_i, x_i)
