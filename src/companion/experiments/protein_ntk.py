@@ -135,9 +135,11 @@ class NTKResults:
 
     @property
     def complete(self) -> bool:
+        """Every architecture has its column and its spread."""
         return set(self.columns) == set(specs(self.config)) and set(self.spreads) == set(specs(self.config))
 
     def r2(self, method: str, part: str) -> float:
+        """R^2 of ``method``'s infinite-width prediction on ``part`` (``id`` or ``ood``)."""
         return float(self.columns[method][f"r2_{part}"])
 
     def table(self) -> dict[str, dict[str, MeanCI]]:
@@ -145,6 +147,7 @@ class NTKResults:
         return {m: {p: mean_ci(np.array([c[f"r2_{p}"]] * 2)) for p in protein.PARTS} for m, c in self.columns.items()}
 
     def ood_predictions(self, method: str) -> np.ndarray:
+        """``method``'s infinite-width prediction (Angstrom) for every OOD protein."""
         return np.asarray(self.columns[method]["ood_predictions"], dtype=np.float64)
 
 
