@@ -298,6 +298,13 @@ def test_numpy_scalars_are_accepted_as_epochs_and_learning_rate(points: np.ndarr
     assert result.losses.shape == (2, 3)
 
 
+
+def test_a_numpy_integer_is_accepted_as_the_kernels_block_size(points: np.ndarray) -> None:
+    from companion.kernels import kernel
+
+    spec = MLPSpec(depth=1, width=4)
+    assert np.array_equal(kernel(points, None, spec, block_size=np.int64(8)).ntk, kernel(points, None, spec).ntk)
+
 # ---- command line and doctor --------------------------------------------------------------------
 
 def test_profile_names_are_case_insensitive_on_the_command_line() -> None:
