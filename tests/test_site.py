@@ -362,6 +362,7 @@ const scrolls = el => { for (let e = el.parentElement; e && e !== document.body;
   const s = getComputedStyle(e); if (['auto', 'scroll'].includes(s.overflowX) && e.clientWidth <= width) return true; } return false; };
 const out = [];
 for (const el of document.querySelectorAll('main *')) {
+  if (el.closest('mjx-assistive-mml')) continue;  // MathJax's copy for screen readers, clipped to 1 px
   const r = el.getBoundingClientRect();
   if (r.width && r.right > width + 1 && getComputedStyle(el).visibility !== 'hidden' && !scrolls(el)) out.push(el.tagName.toLowerCase() + '.' + [...el.classList].join('.') + ': ' + (el.textContent || '').trim().slice(0, 50));
 }
