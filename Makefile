@@ -46,14 +46,14 @@ book: $(STAMP) _build/.cache-key
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . -W -n --keep-going
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-# The whole book as one PDF (proofs and solutions open, code wrapped), then the website with it:
+# The whole book as one PDF (proofs and solutions open, code wrapped):
 # the chapters as `make book` executes them (its cache), laid out as one page by Sphinx, printed by
-# the website test's Chromium to _build/pdf/companion-book.pdf; `make book` then publishes it in
-# the site, and every page's download button links to it.
+# the website test's Chromium to _build/pdf/companion-book.pdf. A later `make book` publishes it in
+# the site (its execution cache is the one this target filled), and every page's download button
+# links to it.
 pdf: $(STAMP) _build/.cache-key browser
 	COMPANION_PROGRESS=0 $(BIN)/jupyter-book build . --builder singlehtml -W -n --keep-going
 	$(BIN)/python tools/pdf.py _build/singlehtml _build/pdf/companion-book.pdf
-	$(MAKE) book
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
