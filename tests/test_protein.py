@@ -227,6 +227,18 @@ def test_ntk_live_run_and_jitter_sweep(monkeypatch: pytest.MonkeyPatch, split: c
     assert set(spread) == {"no LN"} and spread["no LN"]["r2_ood_sd"] == pytest.approx(0.1)
 
 
+def test_error_by_input_norm_groups_by_feature_norm(split: casp.CaspSplit) -> None:
+    norm = np.linalg.norm(split.inputs("ood"), axis=1)
+    far = norm > np.quantile(norm, 0.9)
+    predictions = split.y_ood + np.where(far, 3.0, 1.0)  # error 1 near, 3 for the farthest tenth
+    out = protein_ntk.error_by_input_norm(split, predictions)
+    assert sum(out["n"]) == len(norm) and len(out["edges"]) == 4
+    assert out["mse"][:2] == pytest.approx([1.0, 1.0]) and out["mse"][2] == pytest.approx(9.0)
+    assert out["train_quantiles"][-1] == pytest.approx(np.quantile(np.linalg.norm(split.inputs("train"), axis=1), 0.99))
+    with pytest.raises(ValueError, match="one value per OOD protein"):
+        protein_ntk.error_by_input_norm(split, predictions[:-1])
+
+
 def test_binned_view_and_measured_trend() -> None:
     from companion.experiments import protein_figure
 

@@ -36,7 +36,7 @@ from companion.kernels import kernel, large
 from companion.stats import MeanCI, mean_ci, r2_score
 
 __all__ = ["NTKConfig", "NTK_CONFIGS", "config", "column", "spread", "run", "jitter_sweep", "run_artefact",
-           "load_artefact", "write_summary", "ood_seed_spread", "main"]
+           "load_artefact", "write_summary", "ood_seed_spread", "error_by_input_norm", "main"]
 
 #: Label of the infinite-width column group in Table 1.
 LABEL = "NTK, infinite width"
@@ -179,6 +179,29 @@ def jitter_sweep(split: casp.CaspSplit, method: str, n: int, relative_jitters: S
             out[p].append(float(r2_score(getattr(split, f"y_{p}"), split.to_rmsd(cross[p] @ alpha))))
     return {p: np.array(v) for p, v in out.items()} | {"relative_jitter": np.asarray(relative_jitters, dtype=float),
                                                        "min_eigenvalue": np.array(values[0] / scale)}
+
+
+def error_by_input_norm(split: casp.CaspSplit, predictions: np.ndarray,
+                        quantiles: Sequence[float] = (0.5, 0.9)) -> dict[str, list[float]]:
+    """Squared error of OOD predictions grouped by how far each protein's input lies from the origin.
+
+    The theorems are about inputs far from the data, measured by the norm of the (standardised)
+    features, so this groups the OOD proteins at the ``quantiles`` of that norm (default: below the
+    median, median to 90th percentile, top 10%) and returns per group the norm range (``edges``),
+    the number of proteins (``n``) and the mean squared error of ``predictions`` (Angstrom^2,
+    ``mse``). ``train_quantiles`` gives the training inputs' norm at the same quantiles and at 0.99.
+    """
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if predictions.shape != split.y_ood.shape:
+        raise ValueError(f"predictions must have one value per OOD protein, shape {split.y_ood.shape}; got {predictions.shape}")
+    norm = np.linalg.norm(split.inputs("ood"), axis=1)
+    edges = np.concatenate([[norm.min()], np.quantile(norm, quantiles), [norm.max()]])
+    group = np.clip(np.searchsorted(edges, norm, side="right") - 1, 0, len(edges) - 2)
+    error = (predictions - split.y_ood) ** 2
+    train_norm = np.linalg.norm(split.inputs("train"), axis=1)
+    return {"edges": edges.tolist(), "n": [int(np.sum(group == k)) for k in range(len(edges) - 1)],
+            "mse": [float(np.mean(error[group == k])) for k in range(len(edges) - 1)],
+            "train_quantiles": np.quantile(train_norm, [*quantiles, 0.99]).tolist()}
 
 
 def ood_seed_spread(results: "protein.Results") -> dict[str, dict[str, float]]:
