@@ -318,3 +318,23 @@ def test_symmetric_kernel_is_exactly_symmetric_and_equals_the_cross_kernel() -> 
         for a, b in zip(sym, cross):
             assert np.array_equal(a, a.T) and a.flags.writeable
             np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("dtype, ulps", [(np.float64, 4), (np.float32, 2)])
+def test_vectorised_arccos_is_accurate_to_a_few_ulp(dtype, ulps) -> None:
+    """The arc-cosine duals' ``arccos`` (a Chebyshev interpolant of ``asin``) against NumPy's, in
+    float64, over uniform correlations, both branch points and the ends, where angles are tiny."""
+    import jax
+    import jax.numpy as jnp
+
+    from companion.kernels.duals import arccos
+
+    rng = np.random.default_rng(0)
+    ends = np.logspace(-16 if dtype == np.float64 else -7, 0, 4000)
+    rho = np.concatenate([rng.uniform(-1, 1, 200_000), 1 - ends, ends - 1, np.linspace(0.499, 0.501, 2001),
+                          np.linspace(-0.501, -0.499, 2001), [-1.0, -0.5, 0.0, 0.5, 1.0]]).astype(dtype)
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(arccos)(jnp.asarray(rho)), np.float64)
+    want = np.arccos(rho.astype(np.float64))
+    assert got[-5:] == pytest.approx([np.pi, 2 * np.pi / 3, np.pi / 2, np.pi / 3, 0.0], rel=2 * float(np.finfo(dtype).eps))
+    assert np.max(np.abs(got - want) / np.spacing(want.astype(dtype))) <= ulps
