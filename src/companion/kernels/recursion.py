@@ -37,10 +37,8 @@ of computing from the correlation, shared by every implementation; for distinct 
 of each other, or antipodal inputs so large that ``sigma_b^2`` is below the rounding of ``x.x'``
 (e.g. ``x = 1e8``, ``x' = -1e8``: an entry of about -6e6 against a scale of 2e16 comes out as
 ``sigma_b^2``), an entry smaller than this bound can have the wrong sign. The recursion is
-``jax.jit``-compiled per architecture. :func:`kernel` evaluates blocks of at most ``block_size`` rows
-and columns, spread over every device JAX sees, each block as one program that walks over
-``TILE x TILE`` tiles (every layer of a tile runs while it is in the cache) and, for
-``kernel(x, None)``, only the tiles on and above the diagonal.
+``jax.jit``-compiled per architecture; :func:`kernel` evaluates it block by block over every device
+JAX sees (:mod:`companion.kernels.blocks`), each block as one program that walks over its tiles.
 """
 
 from __future__ import annotations
@@ -55,29 +53,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from companion.arch import MLPSpec
-from companion.kernels import duals
+from companion.kernels import blocks, duals
+from companion.kernels.blocks import DEFAULT_BLOCK_SIZE, TILE, devices
+from companion.kernels.cosine import augmented_unit, soft_cosine
+from companion.kernels.inputs import as_inputs, check_spec, checked_inputs, overflow_error
 
-__all__ = [
-    "DEFAULT_BLOCK_SIZE",
-    "Kernels",
-    "kernel",
-    "kernel_diag",
-    "kernel_fn",
-    "kernel_pairs",
-    "soft_cosine",
-    "check_spec",
-    "as_inputs",
-    "augmented_unit",
-    "available_memory",
-    "devices",
-]
-
-#: Rows and columns per compiled evaluation of :func:`kernel` (4096^2 pairs: 128 MiB per float64
-#: matrix); larger inputs are processed block by block.
-DEFAULT_BLOCK_SIZE = 4096
-
-#: Rows and columns of the tiles within a block: every layer of a tile runs while it is in the cache.
-TILE = 256
+__all__ = ["DEFAULT_BLOCK_SIZE", "Kernels", "kernel", "kernel_diag", "kernel_fn", "kernel_pairs", "soft_cosine",
+           "check_spec", "as_inputs", "augmented_unit", "available_memory", "devices"]
 
 
 class Kernels(NamedTuple):
@@ -102,51 +84,6 @@ class _Arch:
     def of(cls, spec: MLPSpec) -> "_Arch":
         return cls(spec.depth, spec.activation, spec.weight_scales, float(spec.sigma_b),
                    tuple(sorted(spec.layernorm)), float(spec.ln_eps))
-
-
-def check_spec(spec: MLPSpec) -> None:
-    """Raise a clear error unless ``spec`` describes a network these kernels cover."""
-    if not isinstance(spec, MLPSpec):
-        raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
-    duals.dual(spec.activation)
-    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
-    # the pre-activations across units tends to 0), so it shares these kernels.
-    if spec.layernorm and spec.norm not in ("layernorm", "rmsnorm"):
-        raise ValueError(
-            f"the infinite-width kernels cover LayerNorm only (and RMSNorm, the same at infinite width), "
-            f"not {spec.norm!r}; BatchNorm at evaluation is a fixed per-feature affine map, so use the "
-            f"network without it; companion.experiments.normalisation derives DyT's kernel diagonal"
-        )
-    if spec.layernorm and spec.ln_affine:
-        raise ValueError(
-            "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
-            "use ln_affine=False"
-        )
-    if spec.layernorm and spec.norm_position == "post":
-        raise ValueError(
-            f"the infinite-width kernels cover LayerNorm between a linear map and its activation, "
-            f"not {spec.label}; companion.experiments.normalisation derives its diagonal"
-        )
-
-
-def as_inputs(x: object, name: str = "x", n_features: int | None = None) -> np.ndarray:
-    """``x`` as a finite float64 array of shape ``(n, n_features)``, or a clear ``ValueError``."""
-    try:
-        array = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (n_points, n_features)") from None
-    if array.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array of shape (n_points, n_features), got shape {array.shape}; "
-            f"reshape 1-D inputs with x[:, None]"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one point and one feature")
-    if n_features is not None and array.shape[1] != n_features:
-        raise ValueError(f"{name} has {array.shape[1]} features but the other inputs have {n_features}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values; the kernels need finite inputs")
-    return array
 
 
 def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
@@ -313,71 +250,6 @@ def _diagonal(x: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
     return _propagate(*_first_layer(x, x, arch, "diagonal"), arch, diagonal=True)
 
 
-def _padded(n: int) -> int:
-    """Pad ``n`` rows to a few sizes (a multiple of :data:`TILE`) so that repeated calls reuse compiled programs."""
-    return -(-n // TILE) * TILE if n > TILE else max(64, 1 << (n - 1).bit_length())
-
-
-def _tile(padded: int) -> int:
-    return TILE if padded % TILE == 0 else padded
-
-
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-    if x.shape[0] == rows:
-        return x
-    return np.concatenate([x, np.repeat(x[:1], rows - x.shape[0], axis=0)])
-
-
-def _dtype(dtype: object) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
-def _check_range(x: np.ndarray, dt: np.dtype, name: str) -> None:
-    largest = float(np.max(np.abs(x)))
-    if largest > float(np.finfo(dt).max):
-        raise ValueError(
-            f"{name} has entries up to {largest:.3g}, too large for {dt.name} (largest {np.finfo(dt).max:.3g}); "
-            f"use dtype=float64 or rescale the inputs"
-        )
-
-
-def _check_degenerate(x: np.ndarray, spec: MLPSpec) -> None:
-    if spec.layernorm and spec.sigma_b == 0 and spec.ln_eps == 0 and np.any(np.all(x == 0, axis=1)):
-        raise ValueError(
-            "with sigma_b = 0 and no LayerNorm epsilon a zero input has zero pre-activations, which "
-            "LayerNorm cannot normalise; use sigma_b > 0 (the paper's theory requires it)"
-        )
-
-
-def _inputs(x1: object, x2: object | None, spec: MLPSpec, dtype: object) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-    """Checked inputs of every entry point: finite 2-D arrays representable in ``dtype``."""
-    check_spec(spec)
-    a = as_inputs(x1, "x1" if x2 is not None else "x")
-    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
-    dt = _dtype(dtype)
-    for array, name in ((a, "x1"), (b, "x2")) if x2 is not None else ((a, "x"),):
-        _check_range(array, dt, name)
-        _check_degenerate(array, spec)
-    return a, b, dt
-
-
-def _overflow(dt: np.dtype, *inputs: np.ndarray) -> ValueError:
-    largest = max(float(np.max(np.abs(x))) for x in inputs)
-    return ValueError(
-        f"the kernel of these inputs overflows {dt.name} (largest {np.finfo(dt).max:.3g}): without a "
-        f"LayerNorm in the first hidden layer it grows like |x|^2 (here |x| is up to {largest:.3g}); "
-        + ("use dtype=float64 or rescale the inputs" if dt == np.float32 else "rescale the inputs")
-    )
-
-
-def devices() -> list[jax.Device]:
-    """The devices the kernels spread their work over: every device of JAX's default backend."""
-    return jax.devices()
-
-
 def available_memory() -> int | None:
     """Bytes of host memory available to new allocations (Linux ``MemAvailable``), or ``None``."""
     try:
@@ -390,41 +262,16 @@ def available_memory() -> int | None:
     return None
 
 
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.1f} GiB"
-
-
-def _check_memory(n1: int, n2: int, block: int, dt: np.dtype, n_devices: int) -> None:
-    """Refuse, naming the memory needed, a result that cannot fit in the host's memory."""
-    result = 2 * n1 * n2 * dt.itemsize
-    in_flight = 0 if n1 <= block and n2 <= block else n_devices * 2 * min(n1, block) * min(n2, block) * dt.itemsize
-    # a single block is computed in place and copied once into the (writable) result
-    needed = result + (result if n1 <= block and n2 <= block else in_flight)
-    free = available_memory()
-    if free is not None and needed > free:
-        raise MemoryError(
-            f"kernel of {n1:,} x {n2:,} points in {dt.name} needs about {_gib(needed)} of memory "
-            f"(two {n1:,} x {n2:,} result matrices of {_gib(result / 2)} each, plus the blocks being "
-            f"computed) but only {_gib(free)} is available; use fewer points, dtype=float32, a smaller "
-            f"block_size, or only the entries you need (kernel_diag, kernel_pairs, or kernel on blocks of rows)"
-        )
-
-
-def _block_grid(n: int, block: int) -> list[tuple[int, int, int]]:
-    """``(start, rows, padded rows)`` of the blocks of ``n`` rows with at most ``block`` each."""
-    return [(i, min(block, n - i), _padded(min(block, n - i))) for i in range(0, n, block)]
-
-
 def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
                dt: np.dtype, device: jax.Device) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``."""
-    t1, t2 = _tile(padded[0]), _tile(padded[1])
+    t1, t2 = blocks.tile_size(padded[0]), blocks.tile_size(padded[1])
     if mirror:
         rows, cols = np.triu_indices(padded[0] // t1)
     else:
         rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
     put = functools.partial(jax.device_put, device=device)
-    return _tiled(put(jnp.asarray(_pad_rows(a, padded[0]), dt)), put(jnp.asarray(_pad_rows(b, padded[1]), dt)),
+    return _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)), put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
                   put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2), mirror)
 
 
@@ -470,7 +317,7 @@ def kernel(
         For bad input, and when the kernel overflows ``dtype`` (possible only without a LayerNorm in
         the first hidden layer, whose kernel grows like ``|x|^2``).
     """
-    a, b, dt = _inputs(x1, x2, spec, dtype)
+    a, b, dt = checked_inputs(x1, x2, spec, dtype)
     block = DEFAULT_BLOCK_SIZE if block_size is None else block_size
     if isinstance(block, (bool, np.bool_)) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
@@ -480,16 +327,16 @@ def kernel(
     n1, n2 = a.shape[0], b.shape[0]
     if len(pool) > 1 and max(n1, n2) > TILE:  # at least one block per device
         block = min(block, max(TILE, -(-max(n1, n2) // (2 if symmetric else len(pool)) // TILE) * TILE))
-    _check_memory(n1, n2, block, dt, len(pool))
+    blocks.check_memory(n1, n2, block, dt, len(pool), available_memory())
     arch = _Arch.of(spec)
-    rows, cols = _block_grid(n1, block), _block_grid(n2, block)
+    rows, cols = blocks.block_grid(n1, block), blocks.block_grid(n2, block)
     jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     with jax.enable_x64(dt == np.float64):
         if len(jobs) == 1:  # one block: computed in place, copied once into a writable array
             (i, m, pm), (j, k, pk) = jobs[0]
             nngp, ntk, finite = _run_block(a, b, (pm, pk), symmetric, arch, dt, pool[0])
             if not bool(finite):
-                raise _overflow(dt, a, b)
+                raise overflow_error(dt, a, b)
             return Kernels(np.array(np.asarray(nngp)[:m, :k]), np.array(np.asarray(ntk)[:m, :k]))
         nngp = np.empty((n1, n2), dt)
         ntk = np.empty_like(nngp)
@@ -499,7 +346,7 @@ def kernel(
                        for job, device in zip(jobs[wave: wave + len(pool)], pool)]
             for ((i, m, _), (j, k, _)), (k_nngp, k_ntk, finite) in running:
                 if not bool(finite):
-                    raise _overflow(dt, a, b)
+                    raise overflow_error(dt, a, b)
                 for out, value in ((nngp, k_nngp), (ntk, k_ntk)):
                     value = np.asarray(value)[:m, :k]
                     out[i: i + m, j: j + k] = value
@@ -508,40 +355,23 @@ def kernel(
     return Kernels(nngp, ntk)
 
 
-def _rowwise(program: Callable, arrays: list[np.ndarray], arch: _Arch, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate a row-wise program, its rows sharded over every device (:func:`devices`)."""
-    pool = devices()
-    n = arrays[0].shape[0]
-    padded = _padded(n)
-    padded = -(-padded // len(pool)) * len(pool)
-    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(pool), ("rows",)),
-                                          jax.sharding.PartitionSpec("rows"))
-    with jax.enable_x64(dt == np.float64):
-        inputs = [jax.device_put(jnp.asarray(_pad_rows(x, padded), dt), sharding) for x in arrays]
-        nngp, ntk = program(*inputs, arch)
-        nngp, ntk = np.array(nngp)[:n], np.array(ntk)[:n]
-    if not (np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))):
-        raise _overflow(dt, *arrays)
-    return nngp, ntk
-
-
 def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
     """The diagonals ``Sigma(x_i, x_i)`` and ``Theta(x_i, x_i)``, shape ``(n,)``, without the full matrix.
 
     For these networks the diagonal depends on ``x`` only through ``|x|^2 / n0`` (chapter "One
     LayerNorm bounds the kernel", Thm 3.2 and Cor. C.2). The rows are sharded over every device.
     """
-    a, _, dt = _inputs(x, None, spec, dtype)
-    return Kernels(*_rowwise(_diagonal, [a], _Arch.of(spec), dt))
+    a, _, dt = checked_inputs(x, None, spec, dtype)
+    return Kernels(*blocks.rowwise(_diagonal, [a], _Arch.of(spec), dt))
 
 
 def kernel_pairs(x1: object, x2: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
     """``Sigma(x1_i, x2_i)`` and ``Theta(x1_i, x2_i)`` for matching rows, shape ``(n,)``: the diagonal of
     ``kernel(x1, x2)`` without the rest of the matrix. The rows are sharded over every device."""
-    a, b, dt = _inputs(x1, x2, spec, dtype)
+    a, b, dt = checked_inputs(x1, x2, spec, dtype)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"x1 and x2 must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
-    return Kernels(*_rowwise(_paired, [a, b], _Arch.of(spec), dt))
+    return Kernels(*blocks.rowwise(_paired, [a, b], _Arch.of(spec), dt))
 
 
 def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
@@ -557,31 +387,3 @@ def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array
         return _matrix(x1, x2, arch)
 
     return fn
-
-
-def soft_cosine(x1: object, x2: object | None = None, sigma2: float = 0.01) -> np.ndarray:
-    """The soft-cosine similarity ``S(x, x'; sigma^2)`` of the paper's Def. C.1, shape ``(n1, n2)``.
-
-    ``S = (x.x'/n0 + sigma^2) / sqrt((|x|^2/n0 + sigma^2)(|x'|^2/n0 + sigma^2))``, the cosine of the
-    augmented vectors ``(x / sqrt(n0), sigma)`` and ``(x' / sqrt(n0), sigma)``. By Thm C.1 the NTK
-    of a network that starts with Linear -> LayerNorm depends on its inputs only through ``S``
-    (chapter "One LayerNorm bounds the kernel").
-    """
-    a = as_inputs(x1, "x1")
-    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
-    if not (np.isfinite(sigma2) and sigma2 >= 0):
-        raise ValueError(f"sigma2 must be a finite non-negative number, got {sigma2!r}")
-    n0 = a.shape[1]
-    # Unit augmented vectors (x / sqrt(n0), sigma) / norm, computed without squaring large numbers.
-    ua, ub = augmented_unit(a, sigma2), augmented_unit(b, sigma2)
-    return np.clip(ua @ ub.T, -1.0, 1.0)
-
-
-def augmented_unit(x: np.ndarray, sigma2: float) -> np.ndarray:
-    """Rows ``(x / sqrt(n0), sigma)`` scaled to unit length: the soft-cosine is their inner product."""
-    augmented = np.concatenate([x / np.sqrt(x.shape[1]), np.full((x.shape[0], 1), np.sqrt(sigma2))], axis=1)
-    largest = np.max(np.abs(augmented), axis=1, keepdims=True)
-    if np.any(largest == 0):
-        raise ValueError("the soft-cosine of a zero input is undefined when sigma2 = 0")
-    scaled = augmented / largest  # entries in [-1, 1]: the norm cannot overflow
-    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
