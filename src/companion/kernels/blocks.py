@@ -20,7 +20,7 @@ from companion.kernels.inputs import overflow_error
 __all__ = ["DEFAULT_BLOCK_SIZE", "TILE", "padded_rows", "tile_size", "pad_rows", "devices", "check_memory", "block_grid",
            "rowwise"]
 
-#: Rows and columns per compiled evaluation of :func:`~companion.kernels.recursion.kernel` (4096^2 pairs: 128 MiB per float64
+#: Rows and columns per compiled evaluation of :func:`~companion.kernels.recursion.kernel` ($4096^2$ pairs: 128 MiB per float64
 #: matrix); larger inputs are processed block by block.
 DEFAULT_BLOCK_SIZE = 4096
 

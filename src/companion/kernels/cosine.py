@@ -11,11 +11,15 @@ __all__ = ["soft_cosine", "augmented_unit"]
 
 
 def soft_cosine(x1: object, x2: object | None = None, sigma2: float = 0.01) -> np.ndarray:
-    """The soft-cosine similarity ``S(x, x'; sigma^2)`` of the paper's Def. C.1, shape ``(n1, n2)``.
+    r"""The soft-cosine similarity $S(x, x'; \sigma^2)$ of the paper's Def. C.1, shape ``(n1, n2)``.
 
-    ``S = (x.x'/n0 + sigma^2) / sqrt((|x|^2/n0 + sigma^2)(|x'|^2/n0 + sigma^2))``, the cosine of the
-    augmented vectors ``(x / sqrt(n0), sigma)`` and ``(x' / sqrt(n0), sigma)``. By Thm C.1 the NTK
-    of a network that starts with Linear -> LayerNorm depends on its inputs only through ``S``
+    .. math::
+
+        S(x, x'; \sigma^2) = \frac{x \cdot x' / n_0 + \sigma^2}{\sqrt{(\|x\|^2 / n_0 + \sigma^2)(\|x'\|^2 / n_0 + \sigma^2)}},
+
+    the cosine of the augmented vectors $(x / \sqrt{n_0}, \sigma)$ and $(x' / \sqrt{n_0}, \sigma)$, with
+    $\sigma^2$ = ``sigma2``. By Thm C.1 the NTK of a network that starts with Linear -> LayerNorm
+    depends on its inputs only through $S$
     (chapter "One LayerNorm bounds the kernel").
     """
     a = as_inputs(x1, "x1")
@@ -29,7 +33,7 @@ def soft_cosine(x1: object, x2: object | None = None, sigma2: float = 0.01) -> n
 
 
 def augmented_unit(x: np.ndarray, sigma2: float) -> np.ndarray:
-    """Rows ``(x / sqrt(n0), sigma)`` scaled to unit length: the soft-cosine is their inner product."""
+    r"""Rows $(x / \sqrt{n_0}, \sigma)$ scaled to unit length: the soft-cosine is their inner product."""
     augmented = np.concatenate([x / np.sqrt(x.shape[1]), np.full((x.shape[0], 1), np.sqrt(sigma2))], axis=1)
     largest = np.max(np.abs(augmented), axis=1, keepdims=True)
     if np.any(largest == 0):

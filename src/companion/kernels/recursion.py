@@ -1,42 +1,46 @@
-"""The infinite-width NNGP and NTK of the paper's fully connected networks, LayerNorm included.
+r"""The infinite-width NNGP and NTK of the paper's fully connected networks, LayerNorm included.
 
 Chapter "Neural tangent kernels" derives the recursion; chapters "Explosion without LayerNorm",
 "One LayerNorm bounds the kernel" and "Beyond ReLU" use it. For an :class:`~companion.arch.MLPSpec`
-with weight scales ``w_1, ..., w_{L+1}`` (:attr:`~companion.arch.MLPSpec.weight_scales`), bias
-scale ``sigma_b`` and NTK parametrisation (Jacot et al. 2018; Arora et al. 2019; the paper's
+with weight scales $w_1, \dots, w_{L+1}$ (:attr:`~companion.arch.MLPSpec.weight_scales`), bias
+scale $\sigma_b$ and NTK parametrisation (Jacot et al. 2018; Arora et al. 2019; the paper's
 Prop. E.2):
 
-    Sigma^(1)(x, x') = w_1^2 x.x' / n0 + sigma_b^2,            Theta^(1) = Sigma^(1)
+.. math::
 
-and for each hidden layer ``h = 1..L``, first the LayerNorm if ``h`` carries one (the paper's
-App. D and F: it divides every quantity of the layer by ``sqrt((Sigma^(h)(x, x) + eps)
-(Sigma^(h)(x', x') + eps))``, so the normalised pre-activations have unit variance and correlation
-``rho``; at ``h = 1`` that correlation is the soft-cosine ``S(w_1 x, w_1 x'; sigma_b^2)``, Thm C.1),
-then the activation and the next linear map:
+    \Sigma^{(1)}(x, x') = w_1^2 \, x \cdot x' / n_0 + \sigma_b^2, \qquad \Theta^{(1)} = \Sigma^{(1)}
 
-    Sigma^(h+1) = w_{h+1}^2 E[phi(u) phi(v)] + sigma_b^2
-    Theta^(h+1) = Sigma^(h+1) + w_{h+1}^2 E[phi'(u) phi'(v)] Theta^(h)
+and for each hidden layer $h = 1, \dots, L$, first the LayerNorm if $h$ carries one (the paper's
+App. D and F: it divides every quantity of the layer by
+$\sqrt{(\Sigma^{(h)}(x, x) + \epsilon)(\Sigma^{(h)}(x', x') + \epsilon)}$, so the normalised
+pre-activations have unit variance and correlation $\rho$; at $h = 1$ that correlation is the
+soft-cosine $S(w_1 x, w_1 x'; \sigma_b^2)$, Thm C.1), then the activation and the next linear map:
 
-with ``(u, v)`` centred Gaussian with the (normalised) covariance of layer ``h``
-(:mod:`companion.kernels.duals`). The scalar output has NNGP ``Sigma^(L+1)`` and NTK
-``Theta^(L+1)``. With the paper's own constants (:func:`companion.arch.theory_spec`) this is the
+.. math::
+
+    \Sigma^{(h+1)} &= w_{h+1}^2 \, \E[\phi(u) \phi(v)] + \sigma_b^2 \\
+    \Theta^{(h+1)} &= \Sigma^{(h+1)} + w_{h+1}^2 \, \E[\phi'(u) \phi'(v)] \, \Theta^{(h)}
+
+with $(u, v)$ centred Gaussian with the (normalised) covariance of layer $h$
+(:mod:`companion.kernels.duals`). The scalar output has NNGP $\Sigma^{(L+1)}$ and NTK
+$\Theta^{(L+1)}$. With the paper's own constants (:func:`companion.arch.theory_spec`) this is the
 recursion of its App. A and E.
 
 Numerics. The first layer divides each input by a power of two (exactly) before anything is
 squared, and later layers carry variances, standard deviations and a correlation clipped to
 ``[-1, 1]``, never products of two large numbers. So with a LayerNorm in the first hidden layer the
 kernels are finite for every finite input of the dtype (the result depends only on the soft-cosine);
-without one they grow like ``|x|^2`` and a :class:`ValueError` says so when they overflow the dtype
-(from ``|x|`` of about 1e154 in float64 and 1e19 in float32). Accuracy in float64: a few ulp on the
-diagonal and for pairs whose correlations stay away from +-1 (the tests check closed forms and
-neural-tangents to 1e-10). Near +-1 the error is bounded relative to the entry's natural scale
-``sqrt(K(x, x) K(x', x'))``, not to the entry: the correlation is rounded to about 1e-16 (1e-7 in
-float32), and the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope at
-``rho = +-1``, so the error is up to about 1e-8 (1e-4 in float32) of that scale. This is a property
+without one they grow like $\|x\|^2$ and a :class:`ValueError` says so when they overflow the dtype
+(from $\|x\|$ of about $10^{154}$ in float64 and $10^{19}$ in float32). Accuracy in float64: a few ulp
+on the diagonal and for pairs whose correlations stay away from $\pm 1$ (the tests check closed forms
+and neural-tangents to 1e-10). Near $\pm 1$ the error is bounded relative to the entry's natural scale
+$\sqrt{K(x, x) K(x', x')}$, not to the entry: the correlation is rounded to about 1e-16 (1e-7 in
+float32), and the ReLU-type derivative kernel $(\pi - \arccos \rho) / 2\pi$ has infinite slope at
+$\rho = \pm 1$, so the error is up to about 1e-8 (1e-4 in float32) of that scale. This is a property
 of computing from the correlation, shared by every implementation; for distinct inputs within 1e-8
-of each other, or antipodal inputs so large that ``sigma_b^2`` is below the rounding of ``x.x'``
-(e.g. ``x = 1e8``, ``x' = -1e8``: an entry of about -6e6 against a scale of 2e16 comes out as
-``sigma_b^2``), an entry smaller than this bound can have the wrong sign. The recursion is
+of each other, or antipodal inputs so large that $\sigma_b^2$ is below the rounding of $x \cdot x'$
+(e.g. $x = 10^8$, $x' = -10^8$: an entry of about $-6 \cdot 10^6$ against a scale of $2 \cdot 10^{16}$
+comes out as $\sigma_b^2$), an entry smaller than this bound can have the wrong sign. The recursion is
 ``jax.jit``-compiled per architecture; :func:`kernel` evaluates it block by block over every device
 JAX sees (:mod:`companion.kernels.blocks`), each block as one program that walks over its tiles.
 """
@@ -63,7 +67,7 @@ __all__ = ["DEFAULT_BLOCK_SIZE", "Kernels", "kernel", "kernel_diag", "kernel_fn"
 
 
 class Kernels(NamedTuple):
-    """NNGP kernel ``Sigma(x1, x2)`` and NTK ``Theta(x1, x2)`` of a network's scalar output."""
+    r"""NNGP kernel $\Sigma(x_1, x_2)$ and NTK $\Theta(x_1, x_2)$ of a network's scalar output."""
 
     nngp: np.ndarray
     ntk: np.ndarray
@@ -87,10 +91,10 @@ class _Arch:
 
 
 def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
-    """``c / (s1 s2)`` clipped to ``[-1, 1]``, snapped to +-1 within 8 ulp, 0 where ``s1 s2 = 0``.
+    r"""``c / (s1 s2)`` clipped to $[-1, 1]$, snapped to $\pm 1$ within 8 ulp, 0 where ``s1 s2 = 0``.
 
-    The derivative kernels of ReLU-like activations have infinite slope at ``rho = +-1``
-    (``arccos``): a correlation one rounding error below 1 would move ``Theta(x, x)`` by about
+    The derivative kernels of ReLU-like activations have infinite slope at $\rho = \pm 1$
+    ($\arccos$): a correlation one rounding error below 1 would move $\Theta(x, x)$ by about
     1e-8 relative in float64 (1e-4 in float32). Snapping makes identical inputs exact and changes
     pairs closer than that by no more than rounding already does.
     """
@@ -103,7 +107,7 @@ def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
 
 
 def _layernorm(q1, q2, c, ntk, eps1, eps2):
-    """LayerNorm of one layer: every quantity divided by ``sqrt((q1 + eps1)(q2 + eps2))``."""
+    r"""LayerNorm of one layer: every quantity divided by $\sqrt{(q_1 + \epsilon_1)(q_2 + \epsilon_2)}$."""
     inv1, inv2 = 1 / jnp.sqrt(q1 + eps1), 1 / jnp.sqrt(q2 + eps2)
     return q1 * inv1 * inv1, q2 * inv2 * inv2, c * inv1 * inv2, ntk * inv1 * inv2
 
@@ -114,7 +118,7 @@ def _propagate(
     """Run the recursion from the first hidden layer's variances ``q1, q2`` and covariance ``c``.
 
     These come from :func:`_first_layer`, which has already applied a LayerNorm of layer 1.
-    ``diagonal=True`` computes ``x = x'`` (``q1 = q2 = c``) with the correlation exactly 1.
+    ``diagonal=True`` computes $x = x'$ (``q1 = q2 = c``) with the correlation exactly 1.
     """
     dual = duals.dual(arch.activation)
     b2 = arch.sigma_b**2
@@ -134,7 +138,7 @@ def _propagate(
 def _expectations(
     dual: duals.Dual, s1: jax.Array, s2: jax.Array, c: jax.Array, diagonal: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """``E[phi(u) phi(v)]``, ``E[phi'(u) phi'(v)]`` and ``E[phi(u)^2]``, ``E[phi(v)^2]`` of one layer.
+    r"""$\E[\phi(u) \phi(v)]$, $\E[\phi'(u) \phi'(v)]$ and $\E[\phi(u)^2]$, $\E[\phi(v)^2]$ of one layer.
 
     For closed forms, three elementwise calls that XLA fuses. For the quadrature activations (SiLU,
     tanh), whose dual is a loop, all pairs and both diagonals go through one call on flattened
@@ -158,7 +162,7 @@ def _expectations(
 
 
 def _row_scales(x: jax.Array) -> jax.Array:
-    """Powers of two ``m >= 1`` with ``|x / m| < 2`` in every row: exact to divide by, and after the
+    r"""Powers of two $m \geq 1$ with $|x / m| < 2$ in every row: exact to divide by, and after the
     division no square overflows (inputs up to the largest float of the dtype)."""
     _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=1))
     top = jnp.finfo(x.dtype).maxexp - 1
@@ -168,11 +172,11 @@ def _row_scales(x: jax.Array) -> jax.Array:
 def _first_layer(
     x1: jax.Array, x2: jax.Array, arch: _Arch, mode: str = "matrix"
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Variances ``q1, q2`` and covariance ``c`` of the first hidden layer, after its LayerNorm if any.
+    r"""Variances ``q1, q2`` and covariance ``c`` of the first hidden layer, after its LayerNorm if any.
 
     ``mode`` is ``"matrix"`` (all pairs: shapes ``(n1, 1)``, ``(1, n2)``, ``(n1, n2)``), ``"pairs"``
     (matching rows) or ``"diagonal"`` (``x2`` is ignored; ``c = q1 = q2``). Rows are first divided
-    by powers of two (:func:`_row_scales`), so ``|x|^2`` is never formed: with a LayerNorm in layer
+    by powers of two (:func:`_row_scales`), so $\|x\|^2$ is never formed: with a LayerNorm in layer
     1 the result depends on the scaled rows only (and is finite for every finite input); without
     one the scales are multiplied back, and the result overflows only where the kernel itself does.
     """
@@ -283,7 +287,7 @@ def kernel(
     block_size: int | None = None,
     dtype: object = np.float64,
 ) -> Kernels:
-    """Infinite-width NNGP and NTK matrices of the network ``spec`` between ``x1`` and ``x2``.
+    r"""Infinite-width NNGP and NTK matrices of the network ``spec`` between ``x1`` and ``x2``.
 
     Parameters
     ----------
@@ -315,7 +319,7 @@ def kernel(
         host has available (the message names the amount).
     ValueError
         For bad input, and when the kernel overflows ``dtype`` (possible only without a LayerNorm in
-        the first hidden layer, whose kernel grows like ``|x|^2``).
+        the first hidden layer, whose kernel grows like $\|x\|^2$).
     """
     a, b, dt = checked_inputs(x1, x2, spec, dtype)
     block = DEFAULT_BLOCK_SIZE if block_size is None else block_size
@@ -356,9 +360,9 @@ def kernel(
 
 
 def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
-    """The diagonals ``Sigma(x_i, x_i)`` and ``Theta(x_i, x_i)``, shape ``(n,)``, without the full matrix.
+    r"""The diagonals $\Sigma(x_i, x_i)$ and $\Theta(x_i, x_i)$, shape ``(n,)``, without the full matrix.
 
-    For these networks the diagonal depends on ``x`` only through ``|x|^2 / n0`` (chapter "One
+    For these networks the diagonal depends on $x$ only through $\|x\|^2 / n_0$ (chapter "One
     LayerNorm bounds the kernel", Thm 3.2 and Cor. C.2). The rows are sharded over every device.
     """
     a, _, dt = checked_inputs(x, None, spec, dtype)
@@ -366,7 +370,7 @@ def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kern
 
 
 def kernel_pairs(x1: object, x2: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
-    """``Sigma(x1_i, x2_i)`` and ``Theta(x1_i, x2_i)`` for matching rows, shape ``(n,)``: the diagonal of
+    r"""$\Sigma(x_{1,i}, x_{2,i})$ and $\Theta(x_{1,i}, x_{2,i})$ for matching rows, shape ``(n,)``: the diagonal of
     ``kernel(x1, x2)`` without the rest of the matrix. The rows are sharded over every device."""
     a, b, dt = checked_inputs(x1, x2, spec, dtype)
     if a.shape[0] != b.shape[0]:
