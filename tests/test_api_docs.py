@@ -6,6 +6,7 @@ one is a hole in the website. Modules that implement a chapter's experiment name
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import re
@@ -139,3 +140,83 @@ def test_dollar_maths_in_docstrings_is_typeset_and_environment_variables_are_not
     to_role = apidoc.math_roles
     assert to_role(r"the NTK $\Theta(x, x)$ grows") == r"the NTK :math:`\Theta(x, x)` grows"
     assert to_role("set ``$COMPANION_DATA_DIR`` or $HOME") == "set ``$COMPANION_DATA_DIR`` or $HOME"
+
+
+#: Maths written as plain text, once ``literals``, ``$...$`` and ``.. math::`` blocks are removed:
+#: an exponent (``w_1^2``, ``|x|^2``, ``Theta^(h)``), a square root or arccos written as a call,
+#: kernel notation (``Sigma(x, x')``, ``Theta^(1)``), a subscripted symbol spelt out (``lambda_min``,
+#: ``sigma_b``, ``x_i``), Greek letters by name, an expectation ``E[...]``, a norm ``|x|``, a dot
+#: product ``x.x'`` and ``+-1`` (in a literal, the narrower ``_MATHS_LITERAL``). :func:`plain_maths` shows
+#: one formula it catches.
+_PLAIN_MATHS = re.compile(
+    r"[\w)|\]]\^[-\w({]"  # exponent
+    r"|\b(?:sqrt|arccos|arcsin|exp|log|tanh|erf)\("  # a function of maths written as a call
+    r"|\b(?:Sigma|Theta|Phi)\^?\(|\b(?:lambda|sigma|Sigma|Theta|mu|eps|kappa)_\w"  # kernels, subscripts
+    r"|\b(?:rho|phi|sigma|lambda|kappa|Theta|Sigma|pi)\b(?!-)"  # Greek letters by name
+    r"|\bE\[|\|\w+\||\b[a-z]\.[a-z]'|\+-\d|\b[a-z]_[a-z0-9]\b"  # expectation, norm, dot product, +-, x_i
+)
+#: The same in a ``literal``, where code is allowed: an exponent, a kernel, a norm, an expectation, ``+-1``.
+_MATHS_LITERAL = re.compile(r"[\w)|\]]\^[-\w({]|\b(?:Sigma|Theta)\b|(?<![.\w])sqrt\(|\|\w+\||\bE\[|\+-\d")
+#: A parameter's name alone on its line (a NumPy section entry) is code, not maths.
+_PARAMETER = re.compile(r"^\s*\w+(?:, \w+)*:\s*$", re.M)
+_LITERAL = re.compile(r"``.+?``|:\w+:`[^`]+`|\$\$.+?\$\$|(?<![\\\w])\$[^$\n]+?\$|`[^`\n]+`", re.S)
+
+
+def _docstrings(path) -> list[tuple[int, str]]:
+    """Every docstring of a module's source (module, class, function, attribute) and every ``#:`` comment."""
+    source = path.read_text()
+    found = [(i + 1, line.split("#:", 1)[1]) for i, line in enumerate(source.splitlines()) if line.strip().startswith("#:")]
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        for statement in body:
+            if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant) and isinstance(statement.value.value, str):
+                found.append((statement.lineno, statement.value.value))
+    return found
+
+
+def _without_maths_blocks(doc: str) -> str:
+    """``doc`` without its ``.. math::`` blocks (the directive and its indented lines)."""
+    out, indent = [], None
+    for line in doc.splitlines():
+        depth = len(line) - len(line.lstrip())
+        if indent is not None and (not line.strip() or depth > indent):
+            continue
+        indent = depth if line.strip().startswith(".. math::") else None
+        if indent is None:
+            out.append(line)
+    return "\n".join(out)
+
+
+def plain_maths(doc: str) -> list[str]:
+    """The plain-text maths of a docstring: each match of :data:`_PLAIN_MATHS` with its context.
+
+    >>> plain_maths("Sigma^(1)(x, x') = w_1^2 x.x' / n0 + sigma_b^2")[0]
+    "Sigma^(1)(x, x') = w_1^2 x.x' / n0 + sigma_b^2"
+    >>> plain_maths(r"$\\Sigma^{(1)}(x, x') = w_1^2 \\, x \\cdot x' / n_0 + \\sigma_b^2$ with ``sigma_b``")
+    []
+    """
+    text = _PARAMETER.sub("", _without_maths_blocks(doc))
+    found = [literal for literal in re.findall(r"``(.+?)``", text, re.S) if _MATHS_LITERAL.search(literal)]
+    text = _LITERAL.sub(" ", text)
+    return found + [line.strip() for line in text.splitlines() if _PLAIN_MATHS.search(line)]
+
+
+def test_plain_maths_is_found_and_typeset_maths_is_not() -> None:
+    assert plain_maths("the kernel Sigma^(1)(x, x') = w_1^2 x.x' / n0 + sigma_b^2 of layer 1")
+    for plain in ("grows like |x|^2", "grows like ``|x|^2``", "the scale sqrt(K(x, x) K(x', x'))", "(pi - arccos rho) / 2 pi",
+                  "lambda_min of the NTK", "E[phi(u) phi(v)]", "correlations near +-1"):
+        assert plain_maths(plain), plain
+    for typeset in (r"grows like $\|x\|^2$", r"``sigma_b``, ``np.sqrt(2)`` and ``x[:, None]``", ":func:`kernel` of ``x ** 2``",
+                    ".. math::\n\n    \\Theta^{(1)} = \\Sigma^{(1)}\n\nthen the rest", "the phase and the epsilon-free case",
+                    "set ``$COMPANION_DATA_DIR``", "in float64, about 1e-8 of that"):
+        assert not plain_maths(typeset), typeset
+
+
+def test_docstrings_typeset_their_maths() -> None:
+    """No docstring writes a formula as plain text (the API reference would show ``Sigma^(1)`` as such)."""
+    found = [f"{path.relative_to(ROOT)}:{line}: {text}"
+             for path in sorted((ROOT / "src" / "companion").rglob("*.py"))
+             for line, doc in _docstrings(path) for text in plain_maths(doc)]
+    assert not found, "write these formulas as $...$ (or a .. math:: block):\n" + "\n".join(found)

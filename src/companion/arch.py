@@ -1,13 +1,15 @@
-"""One description of a fully connected architecture, shared by every part of the book.
+r"""One description of a fully connected architecture, shared by every part of the book.
 
 :class:`MLPSpec` says everything about a network of the paper's family: depth, width, activation,
 weight and bias scales, the parametrisation, and **where the LayerNorms sit**. The flax models of
 :mod:`companion.models` are built from it, and so are the infinite-width kernels of the theory
 chapters, so a trained network and its kernel limit are never described twice.
 
-Layer convention (paper, App. A and F): hidden layer ``h`` (1-based, ``1 <= h <= depth``) is
+Layer convention (paper, App. A and F): hidden layer $h$ (1-based, $1 \leq h \leq$ ``depth``) is
 
-    z = Linear_h(xi)  ->  [LN(z) if h in layernorm]  ->  xi = phi(z)
+.. math::
+
+    z = \mathrm{Linear}_h(\xi) \;\to\; [\LN(z) \text{ if } h \in \texttt{layernorm}] \;\to\; \xi = \phi(z)
 
 and a final linear map gives the scalar output. LayerNorm sits *between the linear map and the
 nonlinearity*, which is where the theorems place it.
@@ -15,9 +17,9 @@ nonlinearity*, which is where the theorems place it.
 Weight scales. ``sigma_w`` scales every linear map (as neural-tangents' ``Dense(W_std=...)``)
 unless ``sigma_w_input`` is set, which then scales the first one only. The paper's theory
 (App. A.1) uses unit-variance weights everywhere and multiplies each activation by
-``sqrt(c_phi)``; moving that constant into the next linear map gives exactly the same network and
-the same training dynamics, so the paper's network is ``sigma_w_input = 1``,
-``sigma_w = sqrt(c_phi)``: :func:`theory_spec` builds it (chapter "Neural tangent kernels").
+$\sqrt{c_\phi}$; moving that constant into the next linear map gives exactly the same network and
+the same training dynamics, so the paper's network is ``sigma_w_input`` $= 1$,
+``sigma_w`` $= \sqrt{c_\phi}$: :func:`theory_spec` builds it (chapter "Neural tangent kernels").
 """
 
 from __future__ import annotations
@@ -44,10 +46,10 @@ __all__ = [
 ACTIVATIONS = ("relu", "leaky_relu", "gelu", "silu", "tanh", "erf")
 #: Negative slope of ``leaky_relu`` (the paper's Remark C.3 uses 0.01, PyTorch's default).
 LEAKY_RELU_SLOPE = 0.01
-#: The paper's activation constant c_phi = (lim_{s->inf} E_{u~N(0,s^2)}[phi(u)^2] / s^(2n))^(-1)
-#: (its "Equation 19"), with n the (asymptotic) degree of homogeneity of phi: 2 for the ReLU
-#: family and for GELU/SiLU (asymptotically ReLU), 2 / (1 + slope^2) for Leaky ReLU, and 1 for the
-#: 0-homogeneous tanh and erf (E[phi(u)^2] -> 1).
+#: The paper's activation constant $c_\phi = (\lim_{s \to \infty} \E_{u \sim \N(0, s^2)}[\phi(u)^2] / s^{2n})^{-1}$
+#: (its "Equation 19"), with $n$ the (asymptotic) degree of homogeneity of $\phi$: 2 for the ReLU
+#: family and for GELU/SiLU (asymptotically ReLU), $2 / (1 + \text{slope}^2)$ for Leaky ReLU, and 1 for
+#: the 0-homogeneous tanh and erf ($\E[\phi(u)^2] \to 1$).
 C_PHI = {
     "relu": 2.0,
     "leaky_relu": 2.0 / (1.0 + LEAKY_RELU_SLOPE**2),
@@ -85,7 +87,7 @@ def placement(name: str, depth: int) -> frozenset[int]:
 
 @dataclasses.dataclass(frozen=True)
 class MLPSpec:
-    """A fully connected scalar-output network of the paper's family.
+    r"""A fully connected scalar-output network of the paper's family.
 
     Parameters
     ----------
@@ -100,8 +102,8 @@ class MLPSpec:
         placement name from :data:`PLACEMENTS`.
     sigma_w:
         Weight scale. ``standard``: weights uniform with variance ``sigma_w**2 / fan_in``
-        (``sqrt(2)`` is Kaiming/He-uniform). ``ntk``: weights ``N(0, 1)``, the layer computes
-        ``sigma_w / sqrt(fan_in) * W x``.
+        ($\sqrt{2}$ is Kaiming/He-uniform). ``ntk``: weights $\N(0, 1)$, the layer computes
+        $\sigma_w W x / \sqrt{\text{fan_in}}$.
     sigma_w_input:
         Weight scale of the first linear map only; ``None`` (default) means ``sigma_w``. The
         paper's theoretical network has ``sigma_w_input = 1`` (see :func:`theory_spec`).
@@ -244,16 +246,16 @@ def theory_spec(
     sigma_b: float = 0.1,
     width: int = 128,
 ) -> MLPSpec:
-    """The network of the paper's theory (App. A.1) as an :class:`MLPSpec`.
+    r"""The network of the paper's theory (App. A.1) as an :class:`MLPSpec`.
 
-    The paper writes every linear map with unit-variance weights, ``z = W xi / sqrt(n) + sigma_b b``,
-    and scales every activation, ``xi = sqrt(c_phi) phi(z)``. Moving ``sqrt(c_phi)`` from the
+    The paper writes every linear map with unit-variance weights, $z = W \xi / \sqrt{n} + \sigma_b b$,
+    and scales every activation, $\xi = \sqrt{c_\phi} \, \phi(z)$. Moving $\sqrt{c_\phi}$ from the
     activation into the next linear map changes neither the function nor its gradients, so the
     paper's network is the NTK-parametrised :class:`MLPSpec` with ``sigma_w_input = 1``,
-    ``sigma_w = sqrt(c_phi)`` (:data:`C_PHI`), the paper's ``sigma_b**2 = 0.01`` and a LayerNorm
-    without epsilon or affine parameters. For ReLU networks of depth ``L`` its NTK diagonal is
-    ``(L + 1) q + sigma_b**2 L (L + 1) / 2`` with ``q = |x|^2 / n0 + sigma_b**2`` without LayerNorm
-    and ``(L + 1) + sigma_b**2 L (L + 1) / 2`` with one in the first layer (3.03 for ``L = 2``).
+    ``sigma_w`` $= \sqrt{c_\phi}$ (:data:`C_PHI`), the paper's $\sigma_b^2 = 0.01$ and a LayerNorm
+    without epsilon or affine parameters. For ReLU networks of depth $L$ its NTK diagonal is
+    $(L + 1) q + \sigma_b^2 L (L + 1) / 2$ with $q = \|x\|^2 / n_0 + \sigma_b^2$ without LayerNorm
+    and $(L + 1) + \sigma_b^2 L (L + 1) / 2$ with one in the first layer (3.03 for $L = 2$).
     """
     if activation not in C_PHI:
         raise ValueError(f"unknown activation {activation!r}; choose one of {', '.join(C_PHI)}")

@@ -1,4 +1,4 @@
-"""Flax networks built from an :class:`~companion.arch.MLPSpec`.
+r"""Flax networks built from an :class:`~companion.arch.MLPSpec`.
 
 The model is the paper's fully connected network (App. A): ``depth`` hidden layers, each a linear
 map, an optional parameter-free LayerNorm, and an activation, then a linear read-out to a scalar.
@@ -8,11 +8,11 @@ Fig. 7 is in :mod:`companion.transformer`).
 
 Two parametrisations (:attr:`~companion.arch.MLPSpec.parametrisation`):
 
-* ``standard`` (the paper's experiments, App. J): ``y = W x + b`` with
-  ``W ~ U(-a, a)``, ``a = sigma_w * sqrt(3 / fan_in)`` (Kaiming/He-uniform for ``sigma_w = sqrt(2)``)
-  and ``b ~ N(0, sigma_b^2)``.
-* ``ntk`` (the paper's theory, App. A.1): ``y = sigma_w / sqrt(fan_in) * W x + sigma_b * b`` with
-  ``W_ij, b_i ~ N(0, 1)``. Same function class at initialisation, different training dynamics.
+* ``standard`` (the paper's experiments, App. J): $y = W x + b$ with
+  $W \sim U(-a, a)$, $a = \sigma_w \sqrt{3 / \text{fan_in}}$ (Kaiming/He-uniform for $\sigma_w = \sqrt{2}$)
+  and $b \sim \N(0, \sigma_b^2)$.
+* ``ntk`` (the paper's theory, App. A.1): $y = \sigma_w W x / \sqrt{\text{fan_in}} + \sigma_b b$ with
+  $W_{ij}, b_i \sim \N(0, 1)$. Same function class at initialisation, different training dynamics.
 
 The first linear map uses ``spec.sigma_w_input`` when it is set (:attr:`MLPSpec.weight_scales`).
 

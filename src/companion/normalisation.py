@@ -1,17 +1,20 @@
-"""Normalisation layers of the book: LayerNorm, RMSNorm and Dynamic Tanh, one constructor for all.
+r"""Normalisation layers of the book: LayerNorm, RMSNorm and Dynamic Tanh, one constructor for all.
 
 The paper's theorems are about one layer (App. A): the parameter-free LayerNorm
 
-    LN(z) = (z - mean(z)) / sqrt(var(z) + eps),    mean and var over the ``n`` features,
+.. math::
 
-with ``eps = 0`` in the theory and 1e-5 in PyTorch. The chapter *Which normalisations bound the
+    \LN(z) = \frac{z - \operatorname{mean}(z)}{\sqrt{\operatorname{var}(z) + \epsilon}}, \qquad
+    \text{mean and var over the } n \text{ features},
+
+with $\epsilon = 0$ in the theory and 1e-5 in PyTorch. The chapter *Which normalisations bound the
 kernel?* (``book/beyond/normalisation``) asks which relatives keep its guarantee:
 
-* **RMSNorm** (Zhang and Sennrich, 2019) drops the centring: ``z / sqrt(mean(z**2) + eps)``.
+* **RMSNorm** (Zhang and Sennrich, 2019) drops the centring: $z / \sqrt{\operatorname{mean}(z^2) + \epsilon}$.
   At infinite width the pre-activations of a layer have mean zero across features, so
-  ``mean(z**2) = var(z)`` and RMSNorm *is* LayerNorm (same kernel, Theorems 3.2 and C.1 apply).
-* **LayerNorm with affine parameters**: ``gamma * LN(z) + beta``, per feature, initialised at 1 and 0.
-* **Dynamic Tanh** (DyT, Zhu et al., 2025): ``gamma * tanh(alpha * z) + beta`` with one learnable
+  $\operatorname{mean}(z^2) = \operatorname{var}(z)$ and RMSNorm *is* LayerNorm (same kernel, Theorems 3.2 and C.1 apply).
+* **LayerNorm with affine parameters**: $\gamma \LN(z) + \beta$, per feature, initialised at 1 and 0.
+* **Dynamic Tanh** (DyT, Zhu et al., 2025): $\gamma \tanh(\alpha z) + \beta$ with one learnable
   scalar ``alpha`` (initialised at :data:`DYT_ALPHA0`). It has no statistics at all: it bounds
   each feature separately. The paper speculates that it works by imposing at finite width the
   saturating map that LayerNorm imposes at infinite width (its Eq. 10).
@@ -38,7 +41,7 @@ DYT_ALPHA0 = 0.5
 
 
 class RMSNorm(nn.Module):
-    """``z / sqrt(mean(z**2) + eps)`` over the last axis, times a learnable ``scale`` if ``affine``.
+    r"""$z / \sqrt{\operatorname{mean}(z^2) + \epsilon}$ over the last axis, times a learnable ``scale`` if ``affine``.
 
     No centring and no shift (Zhang and Sennrich, 2019). Parameters take the input's dtype, so
     float64 kernels stay float64.
@@ -56,9 +59,9 @@ class RMSNorm(nn.Module):
 
 
 class DyT(nn.Module):
-    """Dynamic Tanh, ``tanh(alpha * z)`` with a learnable scalar ``alpha`` (Zhu et al., 2025).
+    r"""Dynamic Tanh, $\tanh(\alpha z)$ with a learnable scalar ``alpha`` (Zhu et al., 2025).
 
-    With ``affine`` the result is ``gamma * tanh(alpha * z) + beta`` with per-feature ``gamma``
+    With ``affine`` the result is $\gamma \tanh(\alpha z) + \beta$ with per-feature ``gamma``
     (initialised at 1) and ``beta`` (at 0), as Zhu et al. define the layer; without it only
     ``alpha`` is learned, the counterpart of the theory's parameter-free LayerNorm.
     """

@@ -201,12 +201,12 @@ stax = nt.stax
 
 
 def nt_self_check() -> str:
-    """Run every neural-tangents path the book uses on tiny inputs; say which, or raise.
+    r"""Run every neural-tangents path the book uses on tiny inputs; say which, or raise.
 
     1. ``stax`` kernels in float64 (``Dense`` in the NTK parametrisation with a bias, ``LayerNorm``
        right after it, ``Relu``, ``LeakyRelu``, ``Gelu``, ``Erf``, ``ElementwiseNumerical``,
        ``serial``): finite and positive on the diagonal, and the LayerNorm network's NTK diagonal
-       equal to its closed form ``W_std^2 + b_std^2`` of the read-out (independent of the input).
+       equal to its closed form $W_\text{std}^2 + b_\text{std}^2$ of the read-out (independent of the input).
     2. ``empirical_ntk_fn`` (the default Jacobian contraction, as the transformer chapter uses it,
        with ``trace_axes``, ``vmap_axes`` and ``diagonal_axes``) on a flax network, equal to
        :func:`companion.kernels.empirical_ntk_fn`, which uses JAX's own transforms only.

@@ -1,10 +1,12 @@
-"""Mean and 95% confidence interval over seeds, and the other summaries the experiments report.
+r"""Mean and 95% confidence interval over seeds, and the other summaries the experiments report.
 
-The interval is the Student-t interval for the mean of ``n`` independent runs,
+The interval is the Student-t interval for the mean of $n$ independent runs,
 
-    mean ± t_{n-1, (1+level)/2} · s / sqrt(n),   s the sample standard deviation (ddof = 1),
+.. math::
 
-the usual choice for a handful of seeds (with 5 seeds t = 2.78, not the normal 1.96). The paper
+    \text{mean} \pm t_{n-1, (1+\text{level})/2} \cdot s / \sqrt{n}, \qquad s \text{ the sample standard deviation (ddof = 1)},
+
+the usual choice for a handful of seeds (with 5 seeds $t = 2.78$, not the normal 1.96). The paper
 does not say which formula it used (notes §6.1).
 
 Also here: the coefficient of determination :func:`r2_score` (the paper's Tables 1 and 2), the
@@ -59,9 +61,9 @@ def mean_ci(samples: np.typing.ArrayLike, axis: int = 0, level: float = 0.95) ->
 
 
 def r2_score(y_true: np.typing.ArrayLike, y_pred: np.typing.ArrayLike) -> np.ndarray:
-    """Coefficient of determination ``1 - sum (y - f)^2 / sum (y - mean y)^2`` along the last axis.
+    r"""Coefficient of determination $R^2 = 1 - \sum_i (y_i - f_i)^2 / \sum_i (y_i - \bar y)^2$ along the last axis.
 
-    ``y_true`` has shape ``(n,)``; ``y_pred`` ``(n,)`` or ``(runs, n)`` gives one R^2 per run. R^2
+    ``y_true`` has shape ``(n,)``; ``y_pred`` ``(n,)`` or ``(runs, n)`` gives one $R^2$ per run. $R^2$
     is 1 for perfect predictions, 0 for predicting the mean of ``y_true``, and negative for worse.
     """
     y = np.asarray(y_true, dtype=float)
@@ -145,10 +147,10 @@ def lowess_band(
 
 
 def average_cosine_similarity(query: np.typing.ArrayLike, reference: np.typing.ArrayLike) -> np.ndarray:
-    """For each row ``q`` of ``query``, the mean over rows ``r`` of ``reference`` of ``cos(q, r)``.
+    r"""For each row $q$ of ``query``, the mean over rows $r$ of ``reference`` of $\cos(q, r)$.
 
     How far a test input is from the training data (the x-axis of the paper's Fig. 4). Equal to
-    ``q / |q|`` dotted with the mean of ``r / |r|``, which costs ``O((m + n) d)``.
+    $q / \|q\|$ dotted with the mean of $r / \|r\|$, which costs $O((m + n) d)$.
     """
     q = np.asarray(query, dtype=float)
     r = np.asarray(reference, dtype=float)

@@ -1,4 +1,4 @@
-"""Training many seeds of one network at once: optax, ``lax.scan`` over epochs, ``vmap`` over seeds.
+r"""Training many seeds of one network at once: optax, ``lax.scan`` over epochs, ``vmap`` over seeds.
 
 :func:`fit` trains ``len(seeds)`` independent copies of a network on the same data, as one compiled
 program: parameters carry a leading seeds axis, the epoch loop is a ``jax.lax.scan``, and the whole
@@ -7,7 +7,7 @@ seed fixes the initialisation and, for mini-batches, the shuffling) and the numb
 together. They equal training each seed on its own only up to floating-point rounding: XLA compiles
 a batch of seeds into differently ordered sums, so one epoch differs by about 1e-7 relative (the
 test allows 2e-5 after 50 epochs), and long training can amplify that like any change of the last
-bit (a few 1e-2 in R^2 on far-away inputs after hundreds of epochs). Saved runs therefore record
+bit (a few 1e-2 in $R^2$ on far-away inputs after hundreds of epochs). Saved runs therefore record
 the seeds trained together, and :func:`companion.artefacts.resume` never mixes batchings in one
 folder.
 
@@ -21,8 +21,8 @@ Both check their input (shapes, NaN, infinity, values too large for the dtype, n
 right kind, including numpy scalars) and their output: a run whose final parameters or training
 predictions are not finite raises ``FloatingPointError`` instead of returning a diverged network.
 
-The loss is the mean squared error ``mean_i (f(x_i) - y_i)^2``, PyTorch's ``MSELoss``, which the
-paper's experiments use (App. J); its theory uses ``1/2 sum_i``, which only rescales the learning
+The loss is the mean squared error $\frac{1}{n} \sum_i (f(x_i) - y_i)^2$, PyTorch's ``MSELoss``, which the
+paper's experiments use (App. J); its theory uses $\frac{1}{2} \sum_i$, which only rescales the learning
 rate of gradient descent. Sequence models train the same way: :func:`fit` fits a module mapping
 sequences ``(n, T, 1)`` to ``(n, T, 1)`` (the transformer of :mod:`companion.transformer`) to
 targets ``(n, T)``, the error averaged over positions as well.

@@ -1,4 +1,4 @@
-"""The small decoder-only transformer of the paper's Fig. 7 (App. M), with and without one LayerNorm.
+r"""The small decoder-only transformer of the paper's Fig. 7 (App. M), with and without one LayerNorm.
 
 The paper's Theorem C.1 reaches beyond fully connected networks: any architecture that *starts*
 with a linear map followed by a LayerNorm has, at infinite width, a neural tangent kernel that
@@ -7,17 +7,17 @@ depends on its inputs only through soft-cosine similarities, so its diagonal is 
 transformer that reads a sequence of numbers and predicts the next one; the chapter
 *A transformer that stops exploding* (``book/experiments/transformer``) reproduces it.
 
-The network, for a sequence of scalar tokens ``x_1, ..., x_T`` (shape ``(n, T, 1)``), with the
+The network, for a sequence of scalar tokens $x_1, \dots, x_T$ (shape ``(n, T, 1)``), with the
 defaults of :class:`TransformerSpec` (the choices the paper leaves open are fields, so that the
 ablation study of :mod:`companion.experiments.transformer_ablation` can vary them):
 
-1. **Embedding.** Each token separately: ``e_t = W x_t + b`` (:class:`companion.models.Dense`,
-   standard parametrisation, bias ``N(0, sigma_b^2)``; the theory needs ``sigma_b != 0``).
-2. **The variable.** With ``layernorm=True``, ``e_t <- LN(e_t)``, right after the embedding: the
+1. **Embedding.** Each token separately: $e_t = W x_t + b$ (:class:`companion.models.Dense`,
+   standard parametrisation, bias $\N(0, \sigma_b^2)$; the theory needs $\sigma_b \neq 0$).
+2. **The variable.** With ``layernorm=True``, $e_t \leftarrow \LN(e_t)$, right after the embedding: the
    network then starts Linear -> LN, as Theorem C.1 asks. Everything else is identical.
-   (``ln_input="sum"`` normalises ``e_t + p_t`` instead, after the positions are added.)
-3. **Positions.** ``h_t = e_t + p_t`` with the fixed sinusoidal code of Vaswani et al. (2017),
-   ``p_t[2k] = sin(t w_k)``, ``p_t[2k+1] = cos(t w_k)``, ``w_k = max_period^(-2k/width)``. It is
+   (``ln_input="sum"`` normalises $e_t + p_t$ instead, after the positions are added.)
+3. **Positions.** $h_t = e_t + p_t$ with the fixed sinusoidal code of Vaswani et al. (2017),
+   $p_t[2k] = \sin(t w_k)$, $p_t[2k+1] = \cos(t w_k)$, $w_k = \text{max_period}^{-2k/\text{width}}$. It is
    bounded (every entry in [-1, 1]) whatever the position, so it cannot make predictions grow, and
    it has no learned entries that positions beyond the training length would leave untrained.
    (``positions="learned"``: a learned table of ``max_positions`` rows, ``N(0, 1)`` like PyTorch's
@@ -34,7 +34,7 @@ The layers after the embedding use flax's defaults (LeCun-normal weights, zero b
 ``init="kaiming"`` the initialisation the paper states for its experiments (App. J): weights of
 variance ``2 / fan_in`` (uniform), biases ``N(0, 0.01)``.
 
-Causality: the output at position ``t`` depends on ``x_1, ..., x_t`` only (tested).
+Causality: the output at position ``t`` depends on $x_1, \dots, x_t$ only (tested).
 """
 
 from __future__ import annotations

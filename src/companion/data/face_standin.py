@@ -5,7 +5,7 @@ every step *after* feature extraction (split, head training, R², similarity, LO
 made-up features with the same shape of problem:
 
 * five groups with UTKFace's proportions (:data:`UTKFACE_COUNTS`), group ``i`` centred at a random
-  direction ``c_i`` of the latent space;
+  direction $c_i$ of the latent space;
 * an age signal: a smooth nonlinear function of an *apparent* age (log-age plus noise of standard
   deviation ``age_noise``, which caps the attainable R² near UTKFace's) along a few random
   directions;

@@ -1,9 +1,9 @@
-"""Chapter "Beyond ReLU": GELU and SiLU behave like ReLU far away (Thm C.2); tanh does not (App. C).
+r"""Chapter "Beyond ReLU": GELU and SiLU behave like ReLU far away (Thm C.2); tanh does not (App. C).
 
-* :func:`doubly_scaled_ratio`: ``Theta_phi(lambda x, lambda x') / Theta_ReLU(lambda x, lambda x')`` for
+* :func:`doubly_scaled_ratio`: $\Theta_\phi(\lambda x, \lambda x') / \Theta_\text{ReLU}(\lambda x, \lambda x')$ for
   asymptotically ReLU activations (Def. C.2, Remark C.4): tends to 1.
 * :func:`growth`: along rays through the training points of the positive-orthant set of chapter
-  "Explosion without LayerNorm", the growth exponents of the diagonal ``Theta(x, x)`` and of the
+  "Explosion without LayerNorm", the growth exponents of the diagonal $\Theta(x, x)$ and of the
   mean prediction, and the constant ``C``, for each activation and LayerNorm placement.
 * :func:`quadrature_comparison`: the book's SiLU kernel (Gaussian scale mixture of GELU kernels)
   against neural-tangents' Gauss-Hermite quadrature as the input norm grows.
@@ -85,12 +85,12 @@ def scales(cfg: Config) -> np.ndarray:
 
 
 def spec_for(cfg: Config, activation: str, placement: str) -> MLPSpec:
-    """The paper's network with this activation (``sigma_w = sqrt(c_phi)``) and LayerNorm placement."""
+    r"""The paper's network with this activation ($\sigma_w = \sqrt{c_\phi}$) and LayerNorm placement."""
     return theory_spec(depth=cfg.depth, activation=activation, layernorm=placement)
 
 
 def doubly_scaled_ratio(cfg: Config, activation: str, x: np.ndarray, x_other: np.ndarray) -> np.ndarray:
-    """``Theta_phi(lambda x, lambda x') / Theta_ReLU(lambda x, lambda x')`` for each scale (no LayerNorm)."""
+    r"""$\Theta_\phi(\lambda x, \lambda x') / \Theta_\text{ReLU}(\lambda x, \lambda x')$ for each scale (no LayerNorm)."""
     lam = scales(cfg)[:, None]
     both, partner = lam * x.reshape(1, -1), lam * x_other.reshape(1, -1)
     ours = kernel_pairs(both, partner, spec_for(cfg, activation, "none")).ntk
@@ -99,7 +99,7 @@ def doubly_scaled_ratio(cfg: Config, activation: str, x: np.ndarray, x_other: np
 
 @dataclasses.dataclass
 class Growth:
-    """Growth exponents (log-log slopes for ``lambda >= 1e4``) and constants per architecture."""
+    r"""Growth exponents (log-log slopes for $\lambda \geq 10^4$) and constants per architecture."""
 
     diagonal_slope: dict[tuple[str, str], float]
     mean_slope: dict[tuple[str, str], float]
@@ -109,9 +109,9 @@ class Growth:
 
 
 def growth(cfg: Config) -> Growth:
-    """Diagonal and mean-prediction growth along the rays through the training points.
+    r"""Diagonal and mean-prediction growth along the rays through the training points.
 
-    ``bound`` is Thm 3.3's ``sqrt(C / lambda_min) |y|`` (infinite where ``C`` is).
+    ``bound`` is Thm 3.3's $\sqrt{C / \lmin} \, \|y\|$ (infinite where ``C`` is).
     """
     x, y = orthant_data(cfg.n_train, cfg.dim, cfg.seed)
     lam = scales(cfg)
@@ -135,9 +135,9 @@ def growth(cfg: Config) -> Growth:
 
 
 def quadrature_comparison(cfg: Config, norms: np.ndarray) -> dict[int, np.ndarray]:
-    """Largest relative difference between neural-tangents' Gauss-Hermite SiLU NTK and ours, per degree and norm.
+    r"""Largest relative difference between neural-tangents' Gauss-Hermite SiLU NTK and ours, per degree and norm.
 
-    Inputs: ``cfg.nt_points`` random unit directions in ``R^dim`` scaled to each norm; the network
+    Inputs: ``cfg.nt_points`` random unit directions in $\R^\text{dim}$ scaled to each norm; the network
     has no LayerNorm, so the pre-activation variances grow with the norm.
     """
     rng = np.random.default_rng(cfg.seed)
@@ -158,15 +158,15 @@ def quadrature_comparison(cfg: Config, norms: np.ndarray) -> dict[int, np.ndarra
 
 
 def checks(cfg: Config | None = None) -> dict[str, float]:
-    """Assert the chapter's kernel claims; return the largest deviations measured.
+    r"""Assert the chapter's kernel claims; return the largest deviations measured.
 
     * GELU's and SiLU's NTKs approach ReLU's (ratio within 1e-9 of 1 at ``lambda = scale_max``).
     * neural-tangents' closed-form GELU kernel (its own code) agrees with ours to 1e-10, without
       LayerNorm and with one in either layer, at the training points scaled by 1 and 1e6.
-    * ReLU, GELU, SiLU without LayerNorm: the diagonal grows like ``|x|^2`` and the mean prediction
-      like ``|x|``; with a LayerNorm in the first or second layer ``C`` is finite, the diagonal flat
+    * ReLU, GELU, SiLU without LayerNorm: the diagonal grows like $\|x\|^2$ and the mean prediction
+      like $\|x\|$; with a LayerNorm in the first or second layer ``C`` is finite, the diagonal flat
       and the largest mean prediction within Thm 3.3's bound.
-    * tanh: without LayerNorm the diagonal grows like ``|x|`` and the prediction stays bounded; a
+    * tanh: without LayerNorm the diagonal grows like $\|x\|$ and the prediction stays bounded; a
       second-layer LayerNorm does not bound the kernel, a first-layer one does.
 
     Raises ``AssertionError`` naming the claim that fails.

@@ -1,16 +1,16 @@
-"""Chapter "One LayerNorm bounds the kernel": the paper's Thm 3.2, Thm C.1 and Cor. C.2, computed.
+r"""Chapter "One LayerNorm bounds the kernel": the paper's Thm 3.2, Thm C.1 and Cor. C.2, computed.
 
-* :func:`diagonals`: ``Theta(x, x)`` against ``|x|`` for every LayerNorm placement, and the constant
-  ``C = sup_x Theta(x, x)`` of each (:func:`companion.kernels.diagonal_sup`).
+* :func:`diagonals`: $\Theta(x, x)$ against $\|x\|$ for every LayerNorm placement, and the constant
+  $C = \sup_x \Theta(x, x)$ of each (:func:`companion.kernels.diagonal_sup`).
 * :func:`pre_layernorm_ratio`: the mechanism of the proof for a LayerNorm in layer ``h``: the NTK
-  and the variance of the pre-activations ``z^(h)`` grow at the same rate, so their ratio, which
+  and the variance of the pre-activations $z^{(h)}$ grow at the same rate, so their ratio, which
   is what the LayerNorm passes on, stays bounded.
-* :func:`soft_cosine_collapse`: for a LayerNorm in the first layer, ``Theta(x, x')`` is a function
-  of the soft-cosine ``S(x, x'; sigma_b^2)`` alone (Thm C.1).
-* :func:`heatmaps`: the analytic NTK on ``[-25, 25]^2`` for 1-D inputs, the infinite-width
+* :func:`soft_cosine_collapse`: for a LayerNorm in the first layer, $\Theta(x, x')$ is a function
+  of the soft-cosine $S(x, x'; \sigma_b^2)$ alone (Thm C.1).
+* :func:`heatmaps`: the analytic NTK on $[-25, 25]^2$ for 1-D inputs, the infinite-width
   counterpart of the paper's Fig. 2.
 * :func:`relu_constant` and :func:`relu_ln_first_of_s`: the constant ``C`` and the function
-  ``Theta~(S)`` of the paper's ReLU network derived by hand (scalar NumPy, independent of
+  $\tilde\Theta(S)$ of the paper's ReLU network derived by hand (scalar NumPy, independent of
   :mod:`companion.kernels`), and :func:`checks`, the chapter's claims as asserts against them.
 * :func:`plot_diagonals` and :func:`plot_heatmaps` draw the chapter's figures of them.
 """
@@ -80,7 +80,7 @@ def placements(depth: int) -> dict[str, MLPSpec]:
 
 @dataclasses.dataclass
 class Diagonals:
-    """``Theta(x, x)`` on a grid of norms for several architectures, and their constants ``C``."""
+    r"""$\Theta(x, x)$ on a grid of norms for several architectures, and their constants ``C``."""
 
     norms: np.ndarray
     values: dict[str, np.ndarray]
@@ -88,18 +88,18 @@ class Diagonals:
 
 
 def diagonals(cfg: Config, specs: dict[str, MLPSpec]) -> Diagonals:
-    """Diagonals at ``|x|`` from 1e-4 to 1e12 (1-D inputs: ``|x|^2 / n0 = |x|^2``), and ``C`` of each spec."""
+    r"""Diagonals at $\|x\|$ from 1e-4 to 1e12 (1-D inputs: $\|x\|^2 / n_0 = \|x\|^2$), and ``C`` of each spec."""
     norms = np.logspace(-4, 12, cfg.norm_points)
     values = {label: kernel_diag(norms[:, None], spec).ntk for label, spec in specs.items()}
     return Diagonals(norms, values, {label: diagonal_sup(spec) for label, spec in specs.items()})
 
 
 def pre_layernorm_ratio(spec: MLPSpec, h: int, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(Theta^(h)(x, x), Sigma^(h)(x, x), ratio)`` of the pre-activations of layer ``h`` (no LayerNorm before it).
+    r"""$(\Theta^{(h)}(x, x), \Sigma^{(h)}(x, x), \text{ratio})$ of the pre-activations of layer ``h`` (no LayerNorm before it).
 
-    The network up to ``z^(h)`` is a depth-``h - 1`` network whose read-out is layer ``h``'s
-    linear map, so its output kernels are those of ``z^(h)``; for ``h = 1`` they are the first
-    layer's ``Sigma^(1) = Theta^(1)``. A LayerNorm in layer ``h`` divides the NTK by the variance
+    The network up to $z^{(h)}$ is a depth-``h - 1`` network whose read-out is layer ``h``'s
+    linear map, so its output kernels are those of $z^{(h)}$; for ``h = 1`` they are the first
+    layer's $\Sigma^{(1)} = \Theta^{(1)}$. A LayerNorm in layer ``h`` divides the NTK by the variance
     on the diagonal, i.e. passes on the ratio.
     """
     x = norms[:, None]
@@ -123,12 +123,12 @@ class Collapse:
 
 
 def soft_cosine_collapse(cfg: Config, spec: MLPSpec) -> Collapse:
-    """Compare ``Theta(x, x')`` of random pairs with ``Theta~(S)`` measured on pairs of fixed norm.
+    r"""Compare $\Theta(x, x')$ of random pairs with $\tilde\Theta(S)$ measured on pairs of fixed norm.
 
-    The pairs have independent random directions in ``R^dim`` and norms ``10^u``, ``u`` uniform on
-    ``[-3, 6]``. The reference curve uses pairs of norm ``sqrt(2) r`` in the plane with the angle
-    chosen to give each soft-cosine exactly. ``deviation`` is the largest ``|Theta - Theta~(S)|``
-    relative to ``Theta~(1)``.
+    The pairs have independent random directions in $\R^\text{dim}$ and norms $10^u$, ``u`` uniform on
+    ``[-3, 6]``. The reference curve uses pairs of norm $\sqrt{2} r$ in the plane with the angle
+    chosen to give each soft-cosine exactly. ``deviation`` is the largest $|\Theta - \tilde\Theta(S)|$
+    relative to $\tilde\Theta(1)$.
     """
     rng = np.random.default_rng(cfg.seed)
 
@@ -146,7 +146,7 @@ def soft_cosine_collapse(cfg: Config, spec: MLPSpec) -> Collapse:
 
 
 def _at_soft_cosine(s: np.ndarray, spec: MLPSpec, r: float = 100.0) -> np.ndarray:
-    """``Theta`` of 2-D pairs ``x = sqrt(2) r (1, 0)``, ``x' = sqrt(2) r (cos a, sin a)`` with soft-cosine ``s``."""
+    r"""$\Theta$ of 2-D pairs $x = \sqrt{2} r (1, 0)$, $x' = \sqrt{2} r (\cos a, \sin a)$ with soft-cosine ``s``."""
     b2 = spec.sigma_b**2
     cos_a = np.clip((s * (r**2 + b2) - b2) / r**2, -1.0, 1.0)
     x = np.sqrt(2) * r * np.array([[1.0, 0.0]])
@@ -155,19 +155,19 @@ def _at_soft_cosine(s: np.ndarray, spec: MLPSpec, r: float = 100.0) -> np.ndarra
 
 
 def heatmaps(cfg: Config, specs: dict[str, MLPSpec]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """``Theta(x, x')`` on a ``heat_points x heat_points`` grid of 1-D inputs in ``[-reach, reach]``."""
+    r"""$\Theta(x, x')$ on a ``heat_points x heat_points`` grid of 1-D inputs in ``[-reach, reach]``."""
     grid = np.linspace(-cfg.heat_reach, cfg.heat_reach, cfg.heat_points)
     return grid, {label: kernel(grid[:, None], None, spec).ntk for label, spec in specs.items()}
 
 
 def relu_constant(depth: int, layernorm: frozenset[int] | set[int], sigma_b: float = 0.1) -> float:
-    """``C = sup_x Theta(x, x)`` of the paper's ReLU network with LayerNorms in ``layernorm``, by hand.
+    r"""$C = \sup_x \Theta(x, x)$ of the paper's ReLU network with LayerNorms in ``layernorm``, by hand.
 
-    With ``c_phi = 2`` a ReLU layer maps a pre-activation variance ``q`` to ``q + sigma_b^2`` and
-    adds the NTK it receives unchanged (``2 E[phi'(u)^2] = 1``). Below the first LayerNorm (layer
-    ``h0``) the NTK-to-variance ratio tends to ``h0`` as ``|x|`` grows (one per layer); each
+    With ``c_phi = 2`` a ReLU layer maps a pre-activation variance ``q`` to $q + \sigma_b^2$ and
+    adds the NTK it receives unchanged ($2 \E[\phi'(u)^2] = 1$). Below the first LayerNorm (layer
+    ``h0``) the NTK-to-variance ratio tends to ``h0`` as $\|x\|$ grows (one per layer); each
     LayerNorm divides the NTK by the variance and resets the variance to 1. The diagonal is largest
-    in that limit (exactly constant for ``h0 = 1``), e.g. ``(L + 1) + sigma_b^2 (L - h0 + 1)(L - h0 + 2) / 2``
+    in that limit (exactly constant for ``h0 = 1``), e.g. $(L + 1) + \sigma_b^2 (L - h_0 + 1)(L - h_0 + 2) / 2$
     for a single LayerNorm. ``inf`` without LayerNorm.
     """
     if not layernorm:
@@ -183,13 +183,13 @@ def relu_constant(depth: int, layernorm: frozenset[int] | set[int], sigma_b: flo
 
 
 def relu_ln_first_of_s(s: np.ndarray, depth: int, sigma_b: float = 0.1) -> np.ndarray:
-    """``Theta~(S)`` of the paper's ReLU network with a LayerNorm in the first layer (Thm C.1), by hand.
+    r"""$\tilde\Theta(S)$ of the paper's ReLU network with a LayerNorm in the first layer (Thm C.1), by hand.
 
     After the LayerNorm the pre-activations have unit variance and correlation ``S``; the NTK
     carries ``S`` (the first layer's gradient term divided by the LayerNorm's scales). Each ReLU
-    layer with ``c_phi = 2`` then maps variance ``q``, covariance ``c = q rho`` and NTK ``theta`` to
-    ``q + sigma_b^2``, ``q (sin t + (pi - t) rho) / pi + sigma_b^2`` and ``c' + theta (pi - t) / pi``
-    with ``t = arccos rho`` (the arc-cosine kernels of Cho and Saul 2009).
+    layer with ``c_phi = 2`` then maps variance ``q``, covariance $c = q \rho$ and NTK ``theta`` to
+    $q + \sigma_b^2$, $q (\sin t + (\pi - t) \rho) / \pi + \sigma_b^2$ and $c' + \theta (\pi - t) / \pi$
+    with $t = \arccos \rho$ (the arc-cosine kernels of Cho and Saul 2009).
     """
     b2 = sigma_b**2
     q, c, theta = 1.0, np.asarray(s, np.float64), np.asarray(s, np.float64)
@@ -203,15 +203,15 @@ def relu_ln_first_of_s(s: np.ndarray, depth: int, sigma_b: float = 0.1) -> np.nd
 
 
 def checks(cfg: Config | None = None) -> dict[str, float]:
-    """Assert the chapter's claims against hand-derived values; return the largest deviations.
+    r"""Assert the chapter's claims against hand-derived values; return the largest deviations.
 
-    Without LayerNorm the diagonal equals the hand-derived ``(L + 1) q + sigma_b^2 L (L + 1) / 2``
-    and exceeds 1e24 at ``|x| = 1e12``. With LayerNorms the diagonal never exceeds the hand-derived
+    Without LayerNorm the diagonal equals the hand-derived $(L + 1) q + \sigma_b^2 L (L + 1) / 2$
+    and exceeds 1e24 at $\|x\| = 10^{12}$. With LayerNorms the diagonal never exceeds the hand-derived
     constant :func:`relu_constant`, reaches it far out, and :func:`companion.kernels.diagonal_sup`
     finds it; with a first-layer LayerNorm the diagonal equals it at every norm (Cor. C.2). The
     ratio a LayerNorm in layer ``h`` passes on tends to ``h``. With a first-layer LayerNorm the NTK
     of random pairs is a function of the soft-cosine (Thm C.1), and that function is
-    :func:`relu_ln_first_of_s`. On ``[-25, 25]^2`` the no-LayerNorm kernel exceeds 100 at
+    :func:`relu_ln_first_of_s`. On $[-25, 25]^2$ the no-LayerNorm kernel exceeds 100 at
     ``(25, -25)`` and the LayerNorm kernels stay below 3.1. Raises ``AssertionError`` naming the
     claim that fails.
     """
@@ -259,7 +259,7 @@ def checks(cfg: Config | None = None) -> dict[str, float]:
 
 
 def plot_diagonals(ax, diag: Diagonals) -> None:
-    """The diagonals against ``|x|`` on log-log axes; placements whose curves coincide share one
+    r"""The diagonals against $\|x\|$ on log-log axes; placements whose curves coincide share one
     line and one legend entry that says so (:func:`companion.plotting.curves`)."""
     from companion import plotting
 

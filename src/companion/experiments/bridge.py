@@ -1,4 +1,4 @@
-"""Chapter "From the theory's networks to the experiments'": the parametrisation bridge.
+r"""Chapter "From the theory's networks to the experiments'": the parametrisation bridge.
 
 The paper proves its theorems for infinitely wide networks in the NTK parametrisation trained by
 gradient flow, and runs its experiments with width-128 networks in PyTorch's standard
@@ -13,12 +13,12 @@ regimes, at growing widths:
 and compares the mean prediction over seeds with the infinite-width kernel predictions of the same
 :class:`~companion.arch.MLPSpec` (chapter "Bounded outputs"):
 
-* the posterior mean ``Theta(x, X) Theta(X, X)^{-1} y`` (:func:`companion.kernels.ntk_regression`),
+* the posterior mean $\Theta(x, X) \Theta(X, X)^{-1} y$ (:func:`companion.kernels.ntk_regression`),
   the infinitely long trained network;
 * for gradient descent, the linearised network after the same number of steps (Lee et al. 2019):
-  with the MSE loss ``mean_i (f(x_i) - y_i)^2`` and learning rate ``lr``, the residual on the
-  training set evolves as ``(I - eta Theta)^t y`` with ``eta = 2 lr / n``, so the expected
-  prediction after ``t`` steps is ``Theta(x, X) Theta^{-1} (I - (I - eta Theta)^t) y``
+  with the MSE loss $\frac{1}{n} \sum_i (f(x_i) - y_i)^2$ and learning rate ``lr``, the residual on the
+  training set evolves as $(I - \eta \Theta)^t y$ with $\eta = 2 \cdot \text{lr} / n$, so the expected
+  prediction after ``t`` steps is $\Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t) y$
   (:func:`gd_kernel_mean`).
 
 Two numbers say how far the trained networks are from a kernel prediction out of distribution,
@@ -26,17 +26,17 @@ over the grid points beyond ``ood_from`` half-widths of the training interval: :
 the root-mean-square difference of the mean over seeds and the kernel prediction, in units of the
 largest training target; and :func:`coverage`, the fraction of those points where the kernel
 prediction lies inside the 95% confidence band of the mean over seeds. The band matters: at
-initialisation a network is a random function whose spread grows with ``|x|`` without LayerNorm,
+initialisation a network is a random function whose spread grows with $\|x\|$ without LayerNorm,
 and training on a bounded interval does not remove it far away, so with a handful of seeds the
 mean of trained networks is a noisy estimate of the expected prediction the theory describes.
 
 The NTK theory predicts that noise too. The linearised infinitely wide network after ``t`` steps is
-``f_t(x) = f_0(x) + A(x) (y - f_0(X))`` with ``A(x) = Theta(x, X) Theta^-1 (I - (I - eta Theta)^t)``
-and ``f_0`` the Gaussian process with the NNGP kernel ``K``, so over initialisations it is Gaussian
-with the mean above and the variance ``K(x, x) - 2 A(x) K(X, x) + A(x) K(X, X) A(x)^T`` (Lee et
+$f_t(x) = f_0(x) + A(x) (y - f_0(X))$ with $A(x) = \Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t)$
+and $f_0$ the Gaussian process with the NNGP kernel ``K``, so over initialisations it is Gaussian
+with the mean above and the variance $K(x, x) - 2 A(x) K(X, x) + A(x) K(X, X) A(x)^\top$ (Lee et
 al. 2019; :func:`gd_kernel_ensemble`; neural-tangents' ``gradient_descent_mse_ensemble`` with
 ``compute_cov=True`` computes the same in continuous time). The mean of ``S`` seeds then misses
-the kernel mean by ``sqrt(variance / S)`` at each point: :meth:`Bridge.noise_floor` is that
+the kernel mean by $\sqrt{\text{variance} / S}$ at each point: :meth:`Bridge.noise_floor` is that
 expected gap, and :meth:`Bridge.z_rms` the root-mean-square of the misses in units of it, about 1
 when the trained networks behave as the theory says and much larger when they do not.
 
@@ -103,19 +103,19 @@ def config(profile_name: str | None = None) -> Config:
 
 
 def gd_kernel_mean(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float, steps: int) -> np.ndarray:
-    """Expected prediction of the infinitely wide network after ``steps`` of full-batch gradient
-    descent on ``mean (f - y)^2`` with learning rate ``lr``: ``Theta(x, X) Theta^-1 (I - (I - eta Theta)^t) y``."""
+    r"""Expected prediction of the infinitely wide network after ``steps`` of full-batch gradient
+    descent on $\operatorname{mean} (f - y)^2$ with learning rate ``lr``: $\Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t) y$."""
     return gd_kernel_ensemble(x, y, x_test, spec, lr, steps)[0]
 
 
 def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
                        steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance over initialisations of the linearised infinitely wide network at ``x_test``.
+    r"""Mean and variance over initialisations of the linearised infinitely wide network at ``x_test``.
 
-    After ``steps`` of full-batch gradient descent on ``mean (f - y)^2`` with learning rate ``lr``
-    (``eta = 2 lr / n``), or trained to convergence when ``steps`` is ``None``:
-    ``A = Theta(x, X) Theta^-1 (I - (I - eta Theta)^t)``, mean ``A y`` and variance
-    ``K(x, x) - 2 A K(X, x) + A K(X, X) A^T`` with ``K`` the NNGP kernel (Lee et al. 2019).
+    After ``steps`` of full-batch gradient descent on $\operatorname{mean} (f - y)^2$ with learning rate ``lr``
+    ($\eta = 2 \cdot \text{lr} / n$), or trained to convergence when ``steps`` is ``None``:
+    $A = \Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t)$, mean ``A y`` and variance
+    $K(x, x) - 2 A K(X, x) + A K(X, X) A^\top$ with ``K`` the NNGP kernel (Lee et al. 2019).
     """
     train = kernels.kernel(x, x, spec)
     cross = kernels.kernel(x_test, x, spec)
@@ -141,11 +141,11 @@ def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: M
 
 def neural_tangents_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
                              steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """The same mean and variance from neural-tangents' ``gradient_descent_mse_ensemble`` (an independent code).
+    r"""The same mean and variance from neural-tangents' ``gradient_descent_mse_ensemble`` (an independent code).
 
-    neural-tangents trains in continuous time on ``|f - y|^2 / (2 n)``; our loss ``mean (f - y)^2``
+    neural-tangents trains in continuous time on $\|f - y\|^2 / (2 n)$; our loss $\operatorname{mean} (f - y)^2$
     is twice that, so ``lr`` for ``steps`` steps is its time ``t = 2 lr steps`` (gradient flow: equal
-    to :func:`gd_kernel_ensemble` when ``eta lambda_max`` is small, exactly at ``steps=None``).
+    to :func:`gd_kernel_ensemble` when $\eta \lambda_\text{max}$ is small, exactly at ``steps=None``).
     """
     import jax
     import jax.numpy as jnp
@@ -189,7 +189,7 @@ class Bridge:
     kernel_var: dict[tuple[str, str], np.ndarray] = dataclasses.field(default_factory=dict)  # (which, label)
 
     def distance(self) -> np.ndarray:
-        """``|x|`` of each grid point in units of the training half-width."""
+        r"""$\|x\|$ of each grid point in units of the training half-width."""
         return np.abs(self.grid) / self.data.half_width
 
     def _ood(self) -> np.ndarray:
@@ -222,14 +222,14 @@ class Bridge:
         return int(self.predictions[regime, width, label].shape[0])
 
     def gap(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
-        """:func:`ood_gap` of the mean over seeds to a kernel prediction, in units of ``max |y|``."""
+        r""":func:`ood_gap` of the mean over seeds to a kernel prediction, in units of $\max_i |y_i|$."""
         mean = self.predictions[regime, width, label].mean(axis=0)
         return ood_gap(mean, self.reference(label, which), self.distance(), self.config.ood_from, self._scale())
 
     def noise_floor(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
-        """The gap expected from the seed noise alone, in units of ``max |y|``.
+        r"""The gap expected from the seed noise alone, in units of $\max_i |y_i|$.
 
-        ``sqrt(mean variance / S)`` over the out-of-distribution points, with the infinite-width
+        $\sqrt{\text{mean variance} / S}$ over the out-of-distribution points, with the infinite-width
         variance over initialisations and ``S`` seeds: the root-mean-square gap the mean of ``S``
         networks would have if they were draws of the infinitely wide network.
         """
@@ -237,12 +237,12 @@ class Bridge:
         return float(np.sqrt(np.mean(var) / self.seeds(regime, width, label)) / self._scale())
 
     def measured_floor(self, regime: str, width: int, label: str) -> float:
-        """The same seed noise measured on the trained networks: ``sqrt(mean sample variance / S) / max |y|``."""
+        r"""The same seed noise measured on the trained networks: $\sqrt{\text{mean sample variance} / S} / \max_i |y_i|$."""
         runs = self.predictions[regime, width, label][:, self._ood()]
         return float(np.sqrt(np.mean(np.var(runs, axis=0, ddof=1)) / runs.shape[0]) / self._scale())
 
     def z_rms(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
-        """Root-mean-square of ``(mean over seeds - kernel mean) / sqrt(variance / S)`` out of distribution.
+        r"""Root-mean-square of $(\text{mean over seeds} - \text{kernel mean}) / \sqrt{\text{variance} / S}$ out of distribution.
 
         About 1 when the trained networks are draws of the infinitely wide network (its expected
         square is exactly 1 then); much larger when they differ systematically.
@@ -350,12 +350,12 @@ def summarise(result: Bridge) -> dict:
 
 
 def check_summary(results: dict) -> None:
-    """Assert the chapter's claims on a summary (:func:`summarise`) of the live or the saved run.
+    r"""Assert the chapter's claims on a summary (:func:`summarise`) of the live or the saved run.
 
     * In every regime and at every width, without LayerNorm the trained networks keep growing far
       out (growth above 1.5) and with LayerNorm they level off (below 1.1), as the kernel does.
     * The theory's seed noise out of distribution is at least five times larger without LayerNorm
-      than with it (the spread over initialisations grows with ``|x|``).
+      than with it (the spread over initialisations grows with $\|x\|$).
     * At the largest width, for both networks: the paper's networks (standard, Adam) differ from
       the kernel prediction by more than three times their measured seed noise, and the theory's
       regime (NTK, GD) is closer to its kernel prediction than they are, in units of the

@@ -1,11 +1,11 @@
-"""Chapter "Explosion without LayerNorm": the paper's Thm 3.1, computed.
+r"""Chapter "Explosion without LayerNorm": the paper's Thm 3.1, computed.
 
-* :func:`homogeneity`: ``Theta(lambda x, x') / lambda`` as ``lambda`` grows (Cor. E.2: the NTK of a
+* :func:`homogeneity`: $\Theta(\lambda x, x') / \lambda$ as ``lambda`` grows (Cor. E.2: the NTK of a
   network without LayerNorm and positively 1-homogeneous activations is asymptotically
-  1-homogeneous in each argument; ``n^L = 1`` for the ReLU family).
+  1-homogeneous in each argument; $n^L = 1$ for the ReLU family).
 * :func:`orthant_data` and :func:`explode`: the proof's construction. Training inputs with pairwise
   positive inner products (all in the positive orthant), nonzero targets, the representer weights
-  ``alpha = Theta(X, X)^-1 y`` and the leading coefficients ``a(x_i) = sum_j alpha_j Theta_hat(x_i, x_j)``;
+  $\alpha = \Theta(X, X)^{-1} y$ and the leading coefficients $a(x_i) = \sum_j \alpha_j \hat\Theta(x_i, x_j)$;
   along the ray through a training point with ``a != 0`` the mean prediction grows like ``lambda``.
 * :func:`ray_fit`: on the 1-D toy sine, the mean prediction is asymptotically linear on both sides
   (Xu et al. 2021), and with a LayerNorm it is not.
@@ -78,13 +78,13 @@ def lambdas(cfg: Config) -> np.ndarray:
 
 
 def homogeneity(spec: MLPSpec, x: np.ndarray, x_other: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """``Theta(lambda x, x_j) / lambda`` for each scale (rows) and each ``x_j`` (columns); ``x`` is one point."""
+    r"""$\Theta(\lambda x, x_j) / \lambda$ for each scale (rows) and each $x_j$ (columns); ``x`` is one point."""
     points = scales[:, None] * x.reshape(1, -1)
     return kernel(points, x_other, spec).ntk / scales[:, None]
 
 
 def loglog_slope(scales: np.ndarray, values: np.ndarray, tail: float = 1e4) -> float:
-    """Least-squares slope of ``log |values|`` against ``log scales`` over ``scales >= tail``."""
+    r"""Least-squares slope of $\log |\text{values}|$ against ``log scales`` over ``scales >= tail``."""
     keep = scales >= tail
     return float(np.polyfit(np.log(scales[keep]), np.log(np.abs(values[keep])), 1)[0])
 
@@ -110,17 +110,17 @@ class Explosion:
 
     @property
     def slope(self) -> float:
-        """Measured log-log slope of ``|E f(lambda x_tilde)|`` for ``lambda >= 1e4``."""
+        r"""Measured log-log slope of $|\E f(\lambda \tilde x)|$ for $\lambda \geq 10^4$."""
         return loglog_slope(self.scales, self.mean)
 
     @property
     def predicted(self) -> np.ndarray:
-        """The leading term ``lambda a(x_tilde)`` of the proof."""
+        r"""The leading term $\lambda a(\tilde x)$ of the proof."""
         return self.scales * self.leading[self.point]
 
 
 def explode(spec: MLPSpec, x: np.ndarray, y: np.ndarray, scales: np.ndarray) -> Explosion:
-    """Follow the proof: ``alpha``, ``a(x_i)`` from ``Theta(1e12 x_i, x_j) / 1e12``, then ``E f(lambda x_tilde)``."""
+    r"""Follow the proof: ``alpha``, $a(x_i)$ from $\Theta(10^{12} x_i, x_j) / 10^{12}$, then $\E f(\lambda \tilde x)$."""
     gram = kernel(x, None, spec).ntk
     alpha = np.linalg.solve(gram, y)
     big = 1e12
@@ -143,7 +143,7 @@ class RayFit:
 
 
 def ray_fit(cfg: Config, spec: MLPSpec) -> RayFit:
-    """Kernel regression on ``cfg.toy_points`` points of the toy sine; lines fitted for ``|x| >= reach / 10``.
+    r"""Kernel regression on ``cfg.toy_points`` points of the toy sine; lines fitted for $\|x\| \geq$ ``reach / 10``.
 
     ``residual`` is the largest deviation from the fitted lines relative to the largest prediction:
     close to 0 when the prediction is asymptotically linear along both rays.
@@ -160,13 +160,13 @@ def ray_fit(cfg: Config, spec: MLPSpec) -> RayFit:
 
 
 def checks(cfg: Config | None = None) -> dict[str, float]:
-    """Assert the chapter's claims; return the largest deviations measured.
+    r"""Assert the chapter's claims; return the largest deviations measured.
 
-    For each architecture of :func:`architectures`: ``Theta(lambda x, x')`` grows with log-log
-    slope 1; the limits ``Theta_hat(x_i, x_j)`` of the orthant set agree with neural-tangents'
-    kernel at ``lambda = 1e12`` and are positive (Cor. E.3); the mean prediction along the ray
-    through ``x_tilde`` grows with slope 1, beyond 1e10 at ``lambda = 1e12``, and matches the
-    proof's leading term ``lambda a(x_tilde)`` with ``alpha`` and ``Theta_hat`` taken from
+    For each architecture of :func:`architectures`: $\Theta(\lambda x, x')$ grows with log-log
+    slope 1; the limits $\hat\Theta(x_i, x_j)$ of the orthant set agree with neural-tangents'
+    kernel at $\lambda = 10^{12}$ and are positive (Cor. E.3); the mean prediction along the ray
+    through ``x_tilde`` grows with slope 1, beyond 1e10 at $\lambda = 10^{12}$, and matches the
+    proof's leading term $\lambda a(\tilde x)$ with ``alpha`` and ``Theta_hat`` taken from
     neural-tangents (an implementation independent of ours). On the 1-D toy sine the prediction
     without LayerNorm is two straight lines of nonzero slope far out, with a first-layer
     LayerNorm it is flat. Raises ``AssertionError`` naming the claim that fails.

@@ -94,12 +94,12 @@ class Result:
         return mean_ci(self.predictions[label], axis=0)
 
     def distance(self) -> np.ndarray:
-        """``|x|`` of each grid point in units of the training half-width."""
+        r"""$\|x\|$ of each grid point in units of the training half-width."""
         return np.abs(self.grid) / self.data.half_width
 
 
 def shell_mean_abs(result: Result, label: str, inner: float, outer: float) -> float:
-    """Mean of ``|f(x)|`` over seeds and grid points with ``inner <= |x|/half-width <= outer``."""
+    r"""Mean of $|f(x)|$ over seeds and grid points with ``inner`` $\leq \|x\| / \text{half-width} \leq$ ``outer``."""
     from companion.experiments.toy import shell_mean_abs as shell
 
     return shell(result.predictions[label], result.distance(), inner, outer)

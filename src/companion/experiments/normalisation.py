@@ -1,4 +1,4 @@
-"""Chapter "Which normalisations bound the kernel?": LayerNorm's relatives, in theory and in training.
+r"""Chapter "Which normalisations bound the kernel?": LayerNorm's relatives, in theory and in training.
 
 The paper proves its guarantee for one layer: a parameter-free LayerNorm between a linear map and
 its activation (Theorems 3.2, 3.3), or right after the first linear map of any architecture
@@ -8,23 +8,25 @@ Tanh), in the two-hidden-layer ReLU network of the toy study with the normalisat
 hidden layer:
 
 1. **Is the NTK diagonal bounded?** :func:`infinite_width_diagonal` gives the derived closed form
-   of ``Theta(x, x)`` at infinite width (NTK parametrisation) for every row, and
+   of $\Theta(x, x)$ at infinite width (NTK parametrisation) for every row, and
    :func:`kernel_measurements` measures the empirical NTK at initialisation
-   (:func:`companion.kernels.empirical_ntk_fn`, mean over seeds) on and off the diagonal as ``|x|`` grows.
+   (:func:`companion.kernels.empirical_ntk_fn`, mean over seeds) on and off the diagonal as $\|x\|$ grows.
 2. **Does the trained network's extrapolation stay bounded?** The networks are trained on the toy
    sine of the first chapter (:func:`companion.experiments.first_look.run`, standard
    parametrisation, Adam) and evaluated up to :attr:`Config.reach` training half-widths away.
 
-The derivation (chapter, section "The kernel of each variant"): with ``q = sigma_in^2 |x|^2 / n0 +
-sigma_b^2`` the variance of a first-layer pre-activation (``sigma_in`` the first weight scale) and,
-for ReLU in the NTK parametrisation, ``D = sigma_w^2 / 2`` the factor each later layer contributes
-to the backward pass,
+The derivation (chapter, section "The kernel of each variant"): with
+$q = \sigma_\text{in}^2 \|x\|^2 / n_0 + \sigma_b^2$ the variance of a first-layer pre-activation
+(``sigma_in`` the first weight scale) and, for ReLU in the NTK parametrisation, $D = \sigma_w^2 / 2$
+the factor each later layer contributes to the backward pass,
 
-    Theta(x, x) = T_1(x) + sum_{h=2}^{L+1} Sigma^(h-1)(x, x) D^(L+1-h),
-    Sigma^(h)   = D Sigma^(h-1) + sigma_b^2  (h >= 2),
+.. math::
 
-where ``T_1`` (the gradient of the first layer and of the normalisation's own parameters) and
-``Sigma^(1)`` depend on the normalisation (:func:`first_layer_terms`). Where
+    \Theta(x, x) &= T_1(x) + \sum_{h=2}^{L+1} \Sigma^{(h-1)}(x, x) \, D^{L+1-h}, \\
+    \Sigma^{(h)} &= D \, \Sigma^{(h-1)} + \sigma_b^2 \quad (h \geq 2),
+
+where $T_1$ (the gradient of the first layer and of the normalisation's own parameters) and
+$\Sigma^{(1)}$ depend on the normalisation (:func:`first_layer_terms`). Where
 :mod:`companion.kernels` covers a row (no normalisation, LayerNorm with any ``eps``, RMSNorm), its
 general recursion gives the same numbers (:attr:`Result.reference`, checked in the chapter).
 """
@@ -102,7 +104,7 @@ def variants(cfg: Config, theory: bool = False) -> dict[str, MLPSpec]:
 
 
 def _half_mean(g, q: float, alpha: float) -> float:
-    """``E[g(u) 1(u > 0)]`` for ``u ~ N(0, q)``, by quadrature (``g`` may peak sharply near 0)."""
+    r"""$\E[g(u) 1(u > 0)]$ for ``u ~ N(0, q)``, by quadrature (``g`` may peak sharply near 0)."""
     density = lambda u: math.exp(-u * u / (2 * q)) / math.sqrt(2 * math.pi * q)  # noqa: E731
     edge = 12.0 * math.sqrt(q)
     split = min(40.0 / alpha, edge)
@@ -112,19 +114,19 @@ def _half_mean(g, q: float, alpha: float) -> float:
 
 
 def first_layer_terms(spec: MLPSpec, q: float) -> tuple[float, float]:
-    """``(T_1, Sigma^(1))`` of the module docstring at first-layer variance ``q`` (derived).
+    r"""$(T_1, \Sigma^{(1)})$ of the module docstring at first-layer variance ``q`` (derived).
 
-    * none: ``T_1 = q D^L``, ``Sigma^(1) = D q + sigma_b^2`` (grows with ``q``).
-    * LayerNorm or RMSNorm before the ReLU: at infinite width both divide by ``sqrt(q + eps)``
-      (the mean of the pre-activations across units tends to 0), so with ``r = q / (q + eps)``,
-      ``T_1 = r D^L`` and ``Sigma^(1) = D r + sigma_b^2``; affine parameters add ``(r + 1) D^L``.
-    * LayerNorm after the ReLU divides by the ReLU's standard deviation ``sqrt(s2 q + eps)``,
-      ``s2 = 1/2 - 1/(2 pi)``: ``T_1 = (q/2) P / (s2 q + eps)`` and
-      ``Sigma^(1) = sigma_w^2 s2 q / (s2 q + eps) + sigma_b^2``, with ``P = sigma_w^2 D^(L-1)``.
-    * DyT, ``gamma tanh(alpha u) + beta`` at initialisation (``gamma = 1``, ``beta = 0``):
-      ``T_1 = P E[1(u>0) (q alpha^2 sech^4(alpha u) + u^2 sech^4(alpha u) + tanh^2(alpha u) + 1)]``
-      (first layer, ``alpha``, ``gamma``, ``beta``) and ``Sigma^(1) = sigma_w^2 E[1(u>0) tanh^2] + sigma_b^2``.
-      The first term grows like ``sqrt(q)``: the diagonal is unbounded (:func:`dyt_slope`).
+    * none: $T_1 = q D^L$, $\Sigma^{(1)} = D q + \sigma_b^2$ (grows with ``q``).
+    * LayerNorm or RMSNorm before the ReLU: at infinite width both divide by $\sqrt{q + \epsilon}$
+      (the mean of the pre-activations across units tends to 0), so with $r = q / (q + \epsilon)$,
+      $T_1 = r D^L$ and $\Sigma^{(1)} = D r + \sigma_b^2$; affine parameters add $(r + 1) D^L$.
+    * LayerNorm after the ReLU divides by the ReLU's standard deviation $\sqrt{s_2 q + \epsilon}$,
+      $s_2 = 1/2 - 1/(2 \pi)$: $T_1 = (q/2) P / (s_2 q + \epsilon)$ and
+      $\Sigma^{(1)} = \sigma_w^2 s_2 q / (s_2 q + \epsilon) + \sigma_b^2$, with $P = \sigma_w^2 D^{L-1}$.
+    * DyT, $\gamma \tanh(\alpha u) + \beta$ at initialisation (``gamma = 1``, ``beta = 0``):
+      $T_1 = P \E[1(u>0) (q \alpha^2 \operatorname{sech}^4(\alpha u) + u^2 \operatorname{sech}^4(\alpha u) + \tanh^2(\alpha u) + 1)]$
+      (first layer, ``alpha``, ``gamma``, ``beta``) and $\Sigma^{(1)} = \sigma_w^2 \E[1(u>0) \tanh^2] + \sigma_b^2$.
+      The first term grows like $\sqrt{q}$: the diagonal is unbounded (:func:`dyt_slope`).
     """
     sw2, sb2, depth = spec.sigma_w**2, spec.sigma_b**2, spec.depth  # sigma_w: the layers after the first
     d = sw2 / 2.0
@@ -147,7 +149,7 @@ def first_layer_terms(spec: MLPSpec, q: float) -> tuple[float, float]:
 
 
 def infinite_width_diagonal(spec: MLPSpec, x: np.typing.ArrayLike) -> np.ndarray:
-    """Derived ``Theta(x, x)`` of the infinite-width NTK at each row of ``x`` (shape ``(n, n0)``).
+    r"""Derived $\Theta(x, x)$ of the infinite-width NTK at each row of ``x`` (shape ``(n, n0)``).
 
     For ReLU networks in the NTK parametrisation with the normalisation (if any) in hidden layer 1.
     """
@@ -166,20 +168,20 @@ def infinite_width_diagonal(spec: MLPSpec, x: np.typing.ArrayLike) -> np.ndarray
 
 
 def dyt_slope(spec: MLPSpec, n0: int = 1) -> float:
-    """``lim Theta(x, x) / |x|`` for DyT in layer 1: ``P (2 alpha / 3) sigma_in / sqrt(2 pi n0)``.
+    r"""$\lim \Theta(x, x) / \|x\|$ for DyT in layer 1: $P (2 \alpha / 3) \sigma_\text{in} / \sqrt{2 \pi n_0}$.
 
-    From ``E[alpha^2 sech^4(alpha u) 1(u>0)] ~ (2 alpha / 3) / sqrt(2 pi q)`` (the integral of
-    ``sech^4`` is 4/3) times ``q ~ sigma_in^2 |x|^2 / n0``.
+    From $\E[\alpha^2 \operatorname{sech}^4(\alpha u) 1(u>0)] \sim (2 \alpha / 3) / \sqrt{2 \pi q}$ (the integral of
+    $\operatorname{sech}^4$ is 4/3) times $q \sim \sigma_\text{in}^2 \|x\|^2 / n_0$.
     """
     p = spec.sigma_w**2 * (spec.sigma_w**2 / 2.0) ** (spec.depth - 1)
     return p * (2.0 * DYT_ALPHA0 / 3.0) * spec.weight_scales[0] / math.sqrt(2.0 * math.pi * n0)
 
 
 def kernel_measurements(cfg: Config) -> dict[str, dict[str, np.ndarray]]:
-    """Empirical NTK at initialisation, NTK parametrisation, width ``cfg.ntk_width``.
+    r"""Empirical NTK at initialisation, NTK parametrisation, width ``cfg.ntk_width``.
 
-    Returns ``{row: {"diagonal": (seeds, n), "anchor": (seeds, n)}}``: ``Theta(x, x)`` and
-    ``Theta(x, anchor)`` at ``x`` in ``cfg.ntk_x``, one row per seed (``jax.vmap`` over seeds).
+    Returns ``{row: {"diagonal": (seeds, n), "anchor": (seeds, n)}}``: $\Theta(x, x)$ and
+    $\Theta(x, \text{anchor})$ at ``x`` in ``cfg.ntk_x``, one row per seed (``jax.vmap`` over seeds).
     """
     x = jnp.asarray(np.r_[cfg.ntk_x, cfg.anchor][:, None], jnp.float32)
     keys = jax.vmap(jax.random.key)(jnp.arange(cfg.ntk_seeds, dtype=jnp.uint32))
@@ -213,13 +215,13 @@ class Result:
         return self.kernel[name][key].mean(axis=0)
 
     def kernel_growth(self, name: str, key: str = "diagonal", start: float = 10.0, stop: float = 100.0) -> float:
-        """Measured kernel at ``|x| = stop`` over its value at ``|x| = start``."""
+        r"""Measured kernel at $\|x\|$ = ``stop`` over its value at $\|x\|$ = ``start``."""
         x = np.asarray(self.config.ntk_x)
         values = self.measured(name, key)
         return float(values[x == stop][0] / values[x == start][0])
 
     def extrapolation_growth(self, name: str) -> float:
-        """Mean ``|f|`` of the trained networks at 200-250 over 100-125 training half-widths (2: linear)."""
+        """Mean $|f|$ of the trained networks at 200-250 over 100-125 training half-widths (2: linear)."""
         far = first_look.shell_mean_abs(self.trained, name, 0.8 * self.config.reach, self.config.reach)
         near = first_look.shell_mean_abs(self.trained, name, 0.4 * self.config.reach, 0.5 * self.config.reach)
         return far / near

@@ -1,4 +1,4 @@
-"""Chapter "Neural tangent kernels": the analytic kernel, finite networks approaching it, training.
+r"""Chapter "Neural tangent kernels": the analytic kernel, finite networks approaching it, training.
 
 Three computations back the chapter:
 
@@ -12,7 +12,7 @@ Three computations back the chapter:
   (the chapter's last cell and the fault-injection test call it).
 * :func:`train_ensemble`: networks of the paper's theoretical parametrisation trained by full-batch
   gradient descent to convergence, several seeds, against the kernel-regression mean
-  ``Theta(x, X) Theta(X, X)^-1 y`` (Lee et al. 2019).
+  $\Theta(x, X) \Theta(X, X)^{-1} y$ (Lee et al. 2019).
 
 The training set lies on a circle in the plane (8 points, radius 2, target ``sin(2 angle)``), where
 the NTK Gram matrix is well conditioned (condition number about 16): gradient descent converges in
@@ -91,10 +91,10 @@ def config(profile_name: str | None = None) -> Config:
 
 
 def closed_form_diagonal(norm2: np.ndarray, depth: int, sigma_b: float, layernorm_first: bool) -> np.ndarray:
-    """``Theta(x, x)`` of the paper's ReLU network, derived by hand (chapter, Exercise 1).
+    r"""$\Theta(x, x)$ of the paper's ReLU network, derived by hand (chapter, Exercise 1).
 
-    With ``q = |x|^2 / n0 + sigma_b^2``: ``(L + 1) q + sigma_b^2 L (L + 1) / 2`` without LayerNorm
-    and ``(L + 1) + sigma_b^2 L (L + 1) / 2`` with one in the first layer (``norm2 = |x|^2 / n0``).
+    With $q = \|x\|^2 / n_0 + \sigma_b^2$: $(L + 1) q + \sigma_b^2 L (L + 1) / 2$ without LayerNorm
+    and $(L + 1) + \sigma_b^2 L (L + 1) / 2$ with one in the first layer (``norm2`` $= \|x\|^2 / n_0$).
     """
     b2 = sigma_b**2
     q = np.ones_like(norm2) if layernorm_first else norm2 + b2
@@ -170,7 +170,7 @@ def checks(depth: int = 2) -> dict[str, float]:
 
 @dataclasses.dataclass
 class WidthSweep:
-    """Relative errors ``|Theta_hat - Theta|_F / |Theta|_F`` per width and seed, and the fitted rate."""
+    r"""Relative errors $\|\hat\Theta - \Theta\|_F / \|\Theta\|_F$ per width and seed, and the fitted rate."""
 
     spec: MLPSpec
     widths: np.ndarray
@@ -184,7 +184,7 @@ class WidthSweep:
 
     @property
     def slope(self) -> float:
-        """Least-squares slope of log(mean error) against log(width): -1/2 for a 1/sqrt(width) rate."""
+        r"""Least-squares slope of $\log(\text{mean error})$ against $\log(\text{width})$: $-1/2$ for a $1/\sqrt{\text{width}}$ rate."""
         return _slope(self.widths, self.errors)
 
     def slope_interval(self, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -252,12 +252,12 @@ class Ensemble:
 
 
 def train_ensemble(cfg: Config, spec: MLPSpec) -> Ensemble:
-    """Train ``cfg.train_seeds`` networks by gradient descent to convergence, predict on a line.
+    r"""Train ``cfg.train_seeds`` networks by gradient descent to convergence, predict on a line.
 
     Gradient descent on the mean squared error moves the training outputs by
-    ``-eta (2 / n) Theta (f - y)`` per step, stable for ``eta < n / lambda_max``. We take
-    ``eta = lr_fraction * n / lambda_max`` and enough steps for the slowest eigen-direction to
-    shrink by ``exp(-decay)``. The prediction line is ``x(t) = (t, 1)``, ``|t| <= reach``: it
+    $-\eta (2 / n) \Theta (f - y)$ per step, stable for $\eta < n / \lambda_\text{max}$. We take
+    $\eta$ = ``lr_fraction`` $\cdot \, n / \lambda_\text{max}$ and enough steps for the slowest eigen-direction to
+    shrink by ``exp(-decay)``. The prediction line is ``x(t) = (t, 1)``, $|t| \leq$ ``reach``: it
     crosses the circle of training points twice and leaves it on both sides.
     """
     x, y = circle_data(cfg)

@@ -1,14 +1,14 @@
-"""Chapter "Bounded outputs": the paper's Thm 3.3 measured, and Prop. 3.4 built.
+r"""Chapter "Bounded outputs": the paper's Thm 3.3 measured, and Prop. 3.4 built.
 
 * :func:`datasets` and :func:`tightness`: on several training sets and LayerNorm placements,
-  the largest mean prediction ``sup_x |E f(x)|`` found along many rays against every link of the
+  the largest mean prediction $\sup_x |\E f(x)|$ found along many rays against every link of the
   chain of :mod:`companion.kernels.regression` (pointwise RKHS bound, Thm 3.3's
-  ``sqrt(C / lambda_min) |y|``, its ``max |y|`` form) and against the worst case over all targets.
+  $\sqrt{C / \lmin} \, \|y\|$, its $\max_i |y_i|$ form) and against the worst case over all targets.
 * :func:`prop34_network`: an explicit finite network with a LayerNorm whose training loss is zero
   and whose output far away is as large as we like (the paper's Prop. 3.4 and App. I). Its first
   block is the paper's ``Linear(1 -> 4) -> LN -> ReLU`` with weights ``(eps, -eps, 0, 0)`` and biases
-  ``(0, 0, 1, -1)``; the next layer computes ``relu(s - s_j)`` of the scalar ``s = h_1 - h_2``, which
-  the LayerNorm maps almost linearly for ``|eps x| << 1``; the read-out is the piecewise-linear
+  ``(0, 0, 1, -1)``; the next layer computes ``relu(s - s_j)`` of the scalar $s = h_1 - h_2$, which
+  the LayerNorm maps almost linearly for $|\epsilon x| \ll 1$; the read-out is the piecewise-linear
   interpolant of the data in ``s``.
 * :func:`checks`: the chapter's claims on Thm 3.3 as asserts, with ``C`` derived by hand and
   ``lambda_min`` from neural-tangents' Gram matrix (the chapter's last cell and the
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: The notes' independent NumPy check of Thm 3.3 (20 points of sin(2x) on [-3, 3], LayerNorm first,
-#: two hidden layers): ``lambda_min`` and ``sqrt(C / lambda_min) |y|``, to the digits they give.
+#: two hidden layers): ``lambda_min`` and $\sqrt{C / \lmin} \, \|y\|$, to the digits they give.
 NOTES_BOUND = {"lambda_min": 2.6e-3, "bound": 107.0}
 
 
@@ -118,7 +118,7 @@ class Tightness:
 
     @property
     def ratios(self) -> dict[str, float]:
-        """``sup |E f|`` divided by each bound (1 means tight), and the worst case over targets."""
+        r"""$\sup |\E f|$ divided by each bound (1 means tight), and the worst case over targets."""
         b = self.bound
         return {
             "pointwise RKHS": self.sup / b.rkhs_bound,
@@ -129,10 +129,10 @@ class Tightness:
 
 
 def tightness(cfg: Config, x: np.ndarray, y: np.ndarray, spec: MLPSpec) -> Tightness:
-    """Measure ``sup |E f|`` over :func:`probe_points`, and the worst case over targets of norm ``|y|``.
+    r"""Measure $\sup |\E f|$ over :func:`probe_points`, and the worst case over targets of norm $\|y\|$.
 
-    For a fixed test point ``x`` the largest ``|Theta(x, X) Theta(X, X)^-1 y|`` over targets with
-    ``|y|_2 = r`` is ``r |Theta(X, X)^-1 Theta(X, x)|``; its supremum over the probe points is the
+    For a fixed test point ``x`` the largest $|\Theta(x, X) \Theta(X, X)^{-1} y|$ over targets with
+    $\|y\|_2 = r$ is $r \|\Theta(X, X)^{-1} \Theta(X, x)\|$; its supremum over the probe points is the
     best constant Thm 3.3 could have on these inputs.
     """
     n = len(x)
@@ -146,15 +146,15 @@ def tightness(cfg: Config, x: np.ndarray, y: np.ndarray, spec: MLPSpec) -> Tight
 
 
 def prop34_network(x: np.ndarray, y: np.ndarray, eps: float) -> tuple[MLPSpec, dict]:
-    """An explicit zero-training-loss network with one LayerNorm whose far-away output grows like 1/eps.
+    r"""An explicit zero-training-loss network with one LayerNorm whose far-away output grows like 1/eps.
 
     Architecture: ``MLPSpec(depth=2, width=max(4, n), layernorm={1}, ln_eps=0)`` in the standard
     parametrisation (``x W + b``). Layer 1 has weights ``(eps, -eps, 0, ...)`` and biases
-    ``(0, 0, 1, -1, 0, ...)``, so after LayerNorm and ReLU ``s = h_1 - h_2 = eps x / sigma(x)`` with
-    ``sigma(x)^2 = 2 (1 + eps^2 x^2) / width``: increasing in ``x``, almost linear for
-    ``|eps x| << 1``, and bounded by ``sqrt(width / 2)``. Layer 2 computes ``relu(s_1 - s)`` and
-    ``relu(s - s_j)`` at the training points' values ``s_j``; the read-out combines them into the
-    piecewise-linear interpolant of ``(s_j, y_j)``. The training inputs must be 1-D and distinct.
+    ``(0, 0, 1, -1, 0, ...)``, so after LayerNorm and ReLU $s = h_1 - h_2 = \epsilon x / \sigma(x)$ with
+    $\sigma(x)^2 = 2 (1 + \epsilon^2 x^2) / \text{width}$: increasing in ``x``, almost linear for
+    $|\epsilon x| \ll 1$, and bounded by $\sqrt{\text{width} / 2}$. Layer 2 computes ``relu(s_1 - s)`` and
+    ``relu(s - s_j)`` at the training points' values $s_j$; the read-out combines them into the
+    piecewise-linear interpolant of $(s_j, y_j)$. The training inputs must be 1-D and distinct.
     """
     if x.ndim != 2 or x.shape[1] != 1:
         raise ValueError("the construction is written for 1-D inputs of shape (n, 1)")
@@ -231,7 +231,7 @@ def prop34(cfg: Config) -> Prop34:
 
 
 def checks(cfg: Config | None = None) -> dict[str, float]:
-    """Assert the chapter's claims on Thm 3.3 against independent computations; return what was measured.
+    r"""Assert the chapter's claims on Thm 3.3 against independent computations; return what was measured.
 
     * The notes' independent check is reproduced: ``lambda_min`` within 1e-4 of 2.6e-3 and the bound
       within 1 of 107 (:data:`NOTES_BOUND`).
@@ -239,7 +239,7 @@ def checks(cfg: Config | None = None) -> dict[str, float]:
       constant ``C`` the book uses is the hand-derived one
       (:func:`companion.experiments.bounded_kernel.relu_constant`, finite), ``lambda_min`` is that
       of neural-tangents' Gram matrix, the largest prediction found obeys the pointwise bound
-      ``sqrt(C) |f|_H`` and Thm 3.3's ``sqrt(C / lambda_min) |y|`` computed from those independent
+      $\sqrt{C} \|f\|_H$ and Thm 3.3's $\sqrt{C / \lmin} \, \|y\|$ computed from those independent
       values (so does the worst target of the same norm), and stays below half of it.
 
     Raises ``AssertionError`` naming the claim that fails.

@@ -3,7 +3,7 @@
 Two-hidden-layer ReLU networks of width 128 (no LayerNorm; LN in every, the first or the second
 hidden layer) and an XGBoost baseline predict a protein's RMSD from nine physicochemical features.
 They are trained on proteins with surface area ``F1 < 20,000`` and evaluated on held-out proteins
-of the same range (ID) and on the larger proteins (OOD), with R^2 (Table 1) and the OOD predictions
+of the same range (ID) and on the larger proteins (OOD), with $R^2$ (Table 1) and the OOD predictions
 against surface area (Figure 3).
 
 Protocol (``full`` profile, the paper's App. J and Table 3): standard parametrisation with
@@ -44,7 +44,7 @@ __all__ = [
 XGBOOST = "XGBoost"
 PARTS = ("ood", "id")
 
-#: The paper's Table 1 (Ziomek et al. 2025, Sec. 4.2): R^2, mean ± 95% CI over 10 seeds.
+#: The paper's Table 1 (Ziomek et al. 2025, Sec. 4.2): $R^2$, mean ± 95% CI over 10 seeds.
 #: "Standard NN" there is "no LN" here.
 PAPER_TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
     "LN every": {"ood": (0.50, 0.02), "id": (0.60, 0.01)},
@@ -122,7 +122,7 @@ def load_split(cfg: Config, seed: int = 0) -> casp.CaspSplit:
 
 @dataclasses.dataclass
 class Record:
-    """One trained model: its R^2, its OOD predictions (Angstrom) and how it was made."""
+    """One trained model: its $R^2$, its OOD predictions (Angstrom) and how it was made."""
 
     method: str
     seed: int
@@ -199,7 +199,7 @@ class Results:
         return all({r.seed for r in self.records.get(m, [])} == want for m in methods(self.config))
 
     def r2(self, method: str, part: str) -> np.ndarray:
-        """R^2 of every seed of ``method`` on ``part`` (``id`` or ``ood``)."""
+        """$R^2$ of every seed of ``method`` on ``part`` (``id`` or ``ood``)."""
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; choose 'id' or 'ood'")
         return np.array([getattr(r, f"r2_{part}") for r in self.records[method]])
@@ -230,9 +230,9 @@ def run(cfg: Config | None = None, split: casp.CaspSplit | None = None) -> Resul
 
 
 def batching_effect(cfg: Config, split: casp.CaspSplit, results: Results, method: str) -> dict[str, Any]:
-    """How much training the seeds together (vmapped, as :func:`run` does) changes ``method``'s OOD R^2.
+    """How much training the seeds together (vmapped, as :func:`run` does) changes ``method``'s OOD $R^2$.
 
-    Retrains each seed of ``results`` alone and compares: the largest change of one seed's OOD R^2,
+    Retrains each seed of ``results`` alone and compares: the largest change of one seed's OOD $R^2$,
     the change of the mean over seeds, and the seeds' standard deviation and standard error of the
     mean, the noise the table's intervals already carry. Batched and single runs differ only by
     rounding (the batched matrix products sum in another order), which training amplifies.
@@ -299,7 +299,7 @@ def plot_figure_3(axes: Sequence, results: Results, split: casp.CaspSplit, grid_
 
 
 def xgboost_over_splits(cfg: Config, splits: int = 10) -> dict[str, MeanCI]:
-    """R^2 of XGBoost (deterministic given its data) over ``splits`` re-drawn 90/10 splits.
+    """$R^2$ of XGBoost (deterministic given its data) over ``splits`` re-drawn 90/10 splits.
 
     Always on the whole training split (it takes seconds), so the spread is the split's alone.
     """

@@ -1,19 +1,19 @@
-"""The protein chapter's infinite-width column: what the theory itself predicts on CASP.
+r"""The protein chapter's infinite-width column: what the theory itself predicts on CASP.
 
 For each network of Table 1 (no LN, LN every, LN first, LN second) the infinitely wide network
 of the same architecture, in the NTK parametrisation of the theory, trained by gradient flow on
 the squared loss to convergence, predicts in expectation over its initialisation
-``Theta(x, X) Theta(X, X)^{-1} y`` (Lee et al. 2019; the paper's Sec. 2). This module computes
+$\Theta(x, X) \Theta(X, X)^{-1} y$ (Lee et al. 2019; the paper's Sec. 2). This module computes
 that prediction on the standardised CASP features and targets of the chapter's split, with
 :func:`companion.kernels.large.large_ntk_regression` (float64, one ``n x n`` matrix in memory),
-its R^2 in domain and out of domain, and, on a subsample, the spread over initialisations that the
+its $R^2$ in domain and out of domain, and, on a subsample, the spread over initialisations that the
 theory gives (:func:`companion.kernels.large.ensemble_moments`).
 
 The training inputs contain exact duplicates (1,417 of the 40,132 rows repeat another row's
-features, with other targets), so ``Theta(X, X)`` is singular and a noiseless interpolant does not
-exist; the limit of ``(Theta + lambda I)^{-1}`` for ``lambda -> 0`` does, and predicts the average
-target at a repeated input. We use ``lambda = relative_jitter * mean(diag Theta)`` with
-``relative_jitter = 1e-8``: :func:`jitter_sweep` shows that the R^2 does not change between 1e-12
+features, with other targets), so $\Theta(X, X)$ is singular and a noiseless interpolant does not
+exist; the limit of $(\Theta + \lambda I)^{-1}$ for $\lambda \to 0$ does, and predicts the average
+target at a repeated input. We use $\lambda$ = ``relative_jitter`` $\cdot \operatorname{mean}(\operatorname{diag} \Theta)$ with
+``relative_jitter = 1e-8``: :func:`jitter_sweep` shows that the $R^2$ does not change between 1e-12
 and 1e-6 (the chapter shows it), so the value is a numerical device, not a ridge that regularises.
 
 ``python -m companion run protein-ntk --profile full`` saves one file per architecture in
@@ -76,7 +76,7 @@ def specs(cfg: NTKConfig) -> dict[str, "protein.MLPSpec"]:
 
 
 def column(cfg: NTKConfig, split: casp.CaspSplit, method: str) -> dict:
-    """The infinite-width mean prediction of ``method`` trained on ``cfg.n_train`` rows: R^2, OOD predictions, cost."""
+    """The infinite-width mean prediction of ``method`` trained on ``cfg.n_train`` rows: $R^2$, OOD predictions, cost."""
     spec = specs(cfg)[method]
     n = cfg.n_train or len(split.y_train)
     start = time.perf_counter()
@@ -101,7 +101,7 @@ def spread(cfg: NTKConfig, split: casp.CaspSplit, method: str, seed: int = 0) ->
 
     The outputs of the infinitely wide network at the OOD proteins are Gaussian over
     initialisations (:func:`companion.kernels.large.ensemble_moments`); returned are the mean
-    predictive standard deviation (Angstrom) and the distribution of the OOD R^2 over
+    predictive standard deviation (Angstrom) and the distribution of the OOD $R^2$ over
     ``cfg.ensemble_draws`` draws (its standard deviation and range), comparable with the
     trained networks' spread over seeds.
     """
@@ -139,7 +139,7 @@ class NTKResults:
         return set(self.columns) == set(specs(self.config)) and set(self.spreads) == set(specs(self.config))
 
     def r2(self, method: str, part: str) -> float:
-        """R^2 of ``method``'s infinite-width prediction on ``part`` (``id`` or ``ood``)."""
+        """$R^2$ of ``method``'s infinite-width prediction on ``part`` (``id`` or ``ood``)."""
         return float(self.columns[method][f"r2_{part}"])
 
     def table(self) -> dict[str, dict[str, MeanCI]]:
@@ -161,7 +161,7 @@ def run(cfg: NTKConfig | None = None, split: casp.CaspSplit | None = None, with_
 
 
 def jitter_sweep(split: casp.CaspSplit, method: str, n: int, relative_jitters: Sequence[float]) -> dict[str, np.ndarray]:
-    """R^2 (ID, OOD) of the NTK prediction on ``n`` training rows for each relative jitter (ridge).
+    """$R^2$ (ID, OOD) of the NTK prediction on ``n`` training rows for each relative jitter (ridge).
 
     One eigendecomposition of the Gram matrix serves every jitter.
     """
@@ -188,7 +188,7 @@ def error_by_input_norm(split: casp.CaspSplit, predictions: np.ndarray,
     The theorems are about inputs far from the data, measured by the norm of the (standardised)
     features, so this groups the OOD proteins at the ``quantiles`` of that norm (default: below the
     median, median to 90th percentile, top 10%) and returns per group the norm range (``edges``),
-    the number of proteins (``n``) and the mean squared error of ``predictions`` (Angstrom^2,
+    the number of proteins (``n``) and the mean squared error of ``predictions`` (Å²,
     ``mse``). ``train_quantiles`` gives the training inputs' norm at the same quantiles and at 0.99.
     """
     predictions = np.asarray(predictions, dtype=np.float64)
@@ -206,7 +206,7 @@ def error_by_input_norm(split: casp.CaspSplit, predictions: np.ndarray,
 
 def ood_seed_spread(results: "protein.Results") -> dict[str, dict[str, float]]:
     """The trained networks' spread over seeds out of domain: mean over OOD proteins of the
-    per-protein standard deviation over seeds (Angstrom) and the standard deviation of the OOD R^2."""
+    per-protein standard deviation over seeds (Angstrom) and the standard deviation of the OOD $R^2$."""
     return {m: {"ood_sd_mean": float(np.mean(np.std(results.ood_predictions(m), axis=0, ddof=1))),
                 "r2_ood_sd": float(np.std(results.r2(m, "ood"), ddof=1))}
             for m in results.records if m != protein.XGBOOST}

@@ -1,4 +1,4 @@
-"""Chapter "Toy problems: explosion and saturation": the paper's Sec. 4.1 (Figures 1 and 2) and Apps. K and L (Figures 5 and 6).
+r"""Chapter "Toy problems: explosion and saturation": the paper's Sec. 4.1 (Figures 1 and 2) and Apps. K and L (Figures 5 and 6).
 
 Two-hidden-layer networks of width 128 in the standard (PyTorch-like) parametrisation are trained
 with full-batch Adam (learning rate 1e-3, Table 3) on three 1-D targets (sine, linear, quadratic;
@@ -8,15 +8,15 @@ reaching ``reach`` half-widths of the training interval.
 * **Figure 1** (:func:`study`): ReLU, no LayerNorm versus LayerNorm before every, the first and
   the last hidden layer's activation; all four placements x seeds train as one compiled program
   (:func:`companion.train.fit_variants`).
-* **Figure 2** (:func:`ntk_maps`): the empirical NTK ``grad f(x) . grad f(x')`` at initialisation
-  on ``[-reach_ntk, reach_ntk]^2``, averaged over seeds, beside the analytic infinite-width kernel
+* **Figure 2** (:func:`ntk_maps`): the empirical NTK $\nabla f(x) \cdot \nabla f(x')$ at initialisation
+  on $[-r, r]^2$ ($r$ = ``reach_ntk``), averaged over seeds, beside the analytic infinite-width kernel
   of the same architecture (:func:`companion.kernels.kernel`, NTK parametrisation).
 * **Figure 5**: :func:`study` with GELU and SiLU, without and with LayerNorm in every layer.
 * **Figure 6**: :func:`study` with ``norm="batchnorm"``: BatchNorm in every hidden layer against
   LayerNorm in every hidden layer and none.
 
 Protocol (``full``): 5 seeds, 3000 epochs (Table 3). The summary statistic of the growth far from
-the data is :func:`growth`, the ratio of mean ``|f|`` in the shell ``[20, 25]`` half-widths to the
+the data is :func:`growth`, the ratio of mean $|f|$ in the shell ``[20, 25]`` half-widths to the
 shell ``[10, 12.5]``: about 2 for a linear continuation, about 1 for a saturated one.
 """
 
@@ -95,7 +95,7 @@ class Study:
         return mean_ci(self.predictions[target][label], axis=0)
 
     def distance(self) -> np.ndarray:
-        """``|x|`` of each grid point in units of the training half-width."""
+        r"""$\|x\|$ of each grid point in units of the training half-width."""
         return np.abs(self.grid) / next(iter(self.data.values())).half_width
 
     def growth(self, target: str, label: str) -> float:
@@ -104,7 +104,7 @@ class Study:
 
 
 def shell_mean_abs(predictions: np.ndarray, distance: np.ndarray, inner: float, outer: float) -> float:
-    """Mean of ``|f(x)|`` over seeds and grid points with ``inner <= distance <= outer``."""
+    """Mean of $|f(x)|$ over seeds and grid points with ``inner <= distance <= outer``."""
     mask = (distance >= inner) & (distance <= outer)
     if not mask.any():
         raise ValueError(f"no grid point lies between {inner} and {outer} half-widths")
@@ -112,7 +112,7 @@ def shell_mean_abs(predictions: np.ndarray, distance: np.ndarray, inner: float, 
 
 
 def growth(predictions: np.ndarray, distance: np.ndarray) -> float:
-    """Mean ``|f|`` at 20-25 half-widths over mean ``|f|`` at 10-12.5: ~2 if linear, ~1 if saturated."""
+    """Mean $|f|$ at 20-25 half-widths over mean $|f|$ at 10-12.5: ~2 if linear, ~1 if saturated."""
     return shell_mean_abs(predictions, distance, 20, 25) / shell_mean_abs(predictions, distance, 10, 12.5)
 
 
@@ -159,7 +159,7 @@ class NTKMaps:
     seconds: float
 
     def diagonal_growth(self, label: str, which: str = "empirical") -> float:
-        """Mean ``Theta(x, x)`` at ``|x| = reach`` over that at ``|x| = reach / 2`` (4 if quadratic, 1 if bounded)."""
+        r"""Mean $\Theta(x, x)$ at $\|x\|$ = ``reach`` over that at $\|x\|$ = ``reach / 2`` (4 if quadratic, 1 if bounded)."""
         k = np.diag(getattr(self, which)[label])
         r = np.max(np.abs(self.x))
 
@@ -169,8 +169,8 @@ class NTKMaps:
         return at((-r, r)) / at((-r / 2, r / 2))
 
     def quadrant_spread(self, label: str, which: str = "empirical", inner: float = 0.2) -> float:
-        """Largest relative spread ``(max - min) / max |k|`` of the kernel within one sign quadrant of
-        ``|x|, |x'| >= inner * reach``: near 0 for the LayerNorm "chessboard", large without LN."""
+        r"""Largest relative spread $(\max - \min) / \max |k|$ of the kernel within one sign quadrant of
+        $\|x\|, \|x'\| \geq$ ``inner * reach``: near 0 for the LayerNorm "chessboard", large without LN."""
         k = getattr(self, which)[label]
         r = np.max(np.abs(self.x))
         spreads = []

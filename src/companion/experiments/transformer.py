@@ -1,4 +1,4 @@
-"""Chapter "A transformer with one LayerNorm": the paper's Fig. 7 (App. M) and its kernel.
+r"""Chapter "A transformer with one LayerNorm": the paper's Fig. 7 (App. M) and its kernel.
 
 Two decoder-only transformers (:mod:`companion.transformer`: 2 blocks, 4 heads, width 64, causal
 attention, sinusoidal positions, blocks without normalisation) differ in one thing: a LayerNorm
@@ -11,7 +11,7 @@ evaluated up to ``i = 100``, as in the paper. Three measurements:
   for ``i`` up to 100, mean and 95% band over seeds;
 * **along the input scale**: the prediction of ``f(31)`` when the 30 inputs are multiplied by
   ``s`` (the supremum over inputs of Theorem C.3 taken along a ray);
-* **the kernel view**: the empirical NTK diagonal at initialisation, ``||grad_theta f(s u)||^2`` for
+* **the kernel view**: the empirical NTK diagonal at initialisation, $\|\nabla_\theta f(s u)\|^2$ for
   a fixed sequence ``u``, as ``s`` grows, at several widths (:func:`companion.kernels.empirical_ntk_fn`).
   Theorem C.1: with the LayerNorm it depends on ``s u`` only through soft-cosines, so it levels off.
 
@@ -147,7 +147,7 @@ def kernel_diagonals(cfg: Config) -> dict[str, dict[int, np.ndarray]]:
 
 
 def infinite_width_diagonals(scales: Sequence[float], length: int = 30, seed: int = 1) -> dict[str, np.ndarray]:
-    """The infinite-width NTK diagonal ``Theta(s u, s u)`` per input scale ``s``, ``{label: (scales,)}``.
+    r"""The infinite-width NTK diagonal $\Theta(s u, s u)$ per input scale ``s``, ``{label: (scales,)}``.
 
     ``u`` is a linear test sequence of ``length`` values scaled to unit root-mean-square, and the
     kernel is neural-tangents' closed form for :func:`companion.transformer.stax_transformer`

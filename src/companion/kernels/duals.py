@@ -1,26 +1,28 @@
-"""Gaussian expectations of the activations: the one nonlinear step of the kernel recursion.
+r"""Gaussian expectations of the activations: the one nonlinear step of the kernel recursion.
 
-For a centred Gaussian pair ``(u, v)`` with standard deviations ``s1, s2`` and correlation ``rho``
+For a centred Gaussian pair $(u, v)$ with standard deviations $s_1, s_2$ and correlation $\rho$
 each function here returns
 
-    T    = E[phi(u) phi(v)]        (feeds the NNGP kernel)
-    Tdot = E[phi'(u) phi'(v)]      (feeds the NTK)
+.. math::
 
-(the paper's Lemma E.2 and Prop. E.2, without its constant ``c_phi``, which the book puts in the
+    T &= \E[\phi(u) \phi(v)] \quad \text{(feeds the NNGP kernel)} \\
+    \dot T &= \E[\phi'(u) \phi'(v)] \quad \text{(feeds the NTK)}
+
+(the paper's Lemma E.2 and Prop. E.2, without its constant $c_\phi$, which the book puts in the
 weight scale ``sigma_w``; chapter "Neural tangent kernels"). Inputs are the standard deviations and
 the correlation, not the covariances, so nothing squares a large number: the formulas stay finite
-for standard deviations from 0 to 1e150 in float64 and to 1e15 in float32.
+for standard deviations from 0 to $10^{150}$ in float64 and to $10^{15}$ in float32.
 
 Methods and accuracy (float64):
 
 * ReLU and Leaky ReLU: the arc-cosine kernels (Cho and Saul 2009), closed form, with
-  ``theta = arccos(rho)``; exact up to rounding.
-* GELU ``x Phi(x)``: closed form (Tsuchida et al. 2021), rewritten in the bounded quantities
-  ``r = s^2 / (1 + s^2)``; exact up to rounding.
+  $\theta = \arccos \rho$ (computed by :func:`arccos`, to 2 ulp in float64); exact up to rounding.
+* GELU $x \Phi(x)$: closed form (Tsuchida et al. 2021), rewritten in the bounded quantities
+  $r = s^2 / (1 + s^2)$; exact up to rounding.
 * erf: closed form (Williams 1997); exact up to rounding.
 * SiLU and tanh: no closed form exists. Both are averages of GELU and erf over a scale mixture
   (:mod:`companion.kernels.scale_mixture`), integrated with a 20-node Gauss rule: absolute error
-  below about ``1e-12 s1 s2`` (``1e-12`` for tanh) at every scale; the tests check it against
+  below about $10^{-12} s_1 s_2$ ($10^{-12}$ for tanh) at every scale; the tests check it against
   adaptive quadrature.
 """
 
@@ -41,11 +43,11 @@ Dual = Callable[[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def _asin_correction(degree: int) -> np.ndarray:
-    """Chebyshev coefficients, on ``t`` in ``[0, 1/4]``, of ``h(t) = (asin(sqrt t) / sqrt t - 1) / t``.
+    r"""Chebyshev coefficients, on $t \in [0, 1/4]$, of $h(t) = (\arcsin(\sqrt t) / \sqrt t - 1) / t$.
 
-    Interpolated once at import in float64 from NumPy's ``arcsin`` (a series where ``t < 1e-4``,
-    whose first omitted term is below 1e-17). ``asin`` is analytic on the disc ``|t| < 1``, so the
-    coefficients fall by a factor of about 14 per degree.
+    Interpolated once at import in float64 from NumPy's ``arcsin`` (a series where $t < 10^{-4}$,
+    whose first omitted term is below $10^{-17}$). $\arcsin\sqrt t / \sqrt t$ is analytic on the disc
+    $|t| < 1$, so the coefficients fall by a factor of about 14 per degree.
     """
     from numpy.polynomial import chebyshev
 
@@ -70,7 +72,8 @@ def arccos(rho: jax.Array) -> jax.Array:
     r"""$\arccos\rho$ from elementwise arithmetic and one square root, which XLA vectorises.
 
     On a CPU, XLA's own ``arccos`` and ``arctan2`` take about three times as long in float64 and five
-    times in float32, and the arc-cosine duals spend most of the kernel recursion's time here. With $a = |\rho|$: for $a \le 1/2$,
+    times in float32, and the arc-cosine duals spend most of the kernel recursion's time here.
+    With $a = |\rho|$: for $a \le 1/2$,
     $\arccos a = \pi/2 - \arcsin a$; otherwise $\arccos a = 2 \arcsin\sqrt{(1 - a)/2}$ (where
     $1 - a$ is exact, so small angles keep their relative accuracy); and
     $\arccos(-a) = \pi - \arccos a$. In both cases $\arcsin s = s + s\,t\,h(t)$ with $t = s^2 \le 1/4$
@@ -94,16 +97,19 @@ def arccos(rho: jax.Array) -> jax.Array:
 
 
 def _angle(rho: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``theta = arccos(rho)`` (:func:`arccos`) and ``sin(theta) = sqrt((1 - rho)(1 + rho))``."""
+    r"""$\theta = \arccos \rho$ (:func:`arccos`) and $\sin \theta = \sqrt{(1 - \rho)(1 + \rho)}$."""
     sin = jnp.sqrt(jnp.maximum((1 - rho) * (1 + rho), 0.0))
     return arccos(rho), sin
 
 
 def abrelu(slope_neg: float, slope_pos: float) -> Dual:
-    """``phi(x) = slope_pos max(x, 0) + slope_neg min(x, 0)``: the arc-cosine kernel of degree 1.
+    r"""$\phi(x) = b \max(x, 0) + a \min(x, 0)$ with $a$ = ``slope_neg``, $b$ = ``slope_pos``: the
+    arc-cosine kernel of degree 1,
 
-    ``T = s1 s2 [(a - b)^2 sin(theta) + ((a^2 + b^2) pi - (a - b)^2 theta) rho] / (2 pi)`` and
-    ``Tdot = (a^2 + b^2) / 2 - (a - b)^2 theta / (2 pi)``, with ``a, b`` the two slopes.
+    .. math::
+
+        T &= s_1 s_2 \, [(a - b)^2 \sin \theta + ((a^2 + b^2) \pi - (a - b)^2 \theta) \rho] / (2 \pi) \\
+        \dot T &= (a^2 + b^2) / 2 - (a - b)^2 \theta / (2 \pi)
     """
     a, b = float(slope_neg), float(slope_pos)
     mixed = (a - b) ** 2 / (2 * np.pi)
@@ -118,18 +124,22 @@ def abrelu(slope_neg: float, slope_pos: float) -> Dual:
 
 
 relu = abrelu(0.0, 1.0)
-relu.__doc__ = "ReLU: ``T = s1 s2 (sin t + (pi - t) cos t) / (2 pi)``, ``Tdot = (pi - t) / (2 pi)``, ``cos t = rho``."
+relu.__doc__ = r"ReLU: $T = s_1 s_2 (\sin t + (\pi - t) \cos t) / (2 \pi)$, $\dot T = (\pi - t) / (2 \pi)$, $\cos t = \rho$."
 leaky_relu = abrelu(LEAKY_RELU_SLOPE, 1.0)
 leaky_relu.__doc__ = f"Leaky ReLU with negative slope {LEAKY_RELU_SLOPE} (see :func:`abrelu`)."
 
 
 def gelu(s1: jax.Array, s2: jax.Array, rho: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """GELU ``phi(x) = x Phi(x)``.
+    r"""GELU $\phi(x) = x \Phi(x)$.
 
-    With ``a = s1^2``, ``b = s2^2``, ``c = rho s1 s2``, ``P = (1 + a)(1 + b)``, ``delta^2 = P - c^2``:
-    ``T = c / 4 + c arcsin(c / sqrt P) / (2 pi) + (c^2 + a b delta^2) / (2 pi P delta)`` and
-    ``Tdot = 1/4 + arcsin(c / sqrt P) / (2 pi) + c (1 / delta^2 + 1 / (1 + a) + 1 / (1 + b)) / (2 pi delta)``.
-    Evaluated through ``chat = c / sqrt P`` and ``dhat = delta / sqrt P``, both in ``[0, 1]``.
+    With $a = s_1^2$, $b = s_2^2$, $c = \rho s_1 s_2$, $P = (1 + a)(1 + b)$, $\delta^2 = P - c^2$:
+
+    .. math::
+
+        T &= c / 4 + c \arcsin(c / \sqrt{P}) / (2 \pi) + (c^2 + a b \delta^2) / (2 \pi P \delta) \\
+        \dot T &= 1/4 + \arcsin(c / \sqrt{P}) / (2 \pi) + c \, (1 / \delta^2 + 1 / (1 + a) + 1 / (1 + b)) / (2 \pi \delta)
+
+    Evaluated through $\hat c = c / \sqrt{P}$ and $\hat d = \delta / \sqrt{P}$, both in $[0, 1]$.
     """
     p1, p2 = 1 + s1 * s1, 1 + s2 * s2
     i1, i2 = 1 / p1, 1 / p2
@@ -149,7 +159,7 @@ def gelu(s1: jax.Array, s2: jax.Array, rho: jax.Array) -> tuple[jax.Array, jax.A
 
 
 def erf(s1: jax.Array, s2: jax.Array, rho: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """erf: ``T = (2/pi) arcsin(2c / sqrt(e1 e2))``, ``Tdot = (4/pi) / sqrt(e1 e2 - 4 c^2)``, ``e = 1 + 2 s^2``."""
+    r"""erf: $T = (2/\pi) \arcsin(2c / \sqrt{e_1 e_2})$, $\dot T = (4/\pi) / \sqrt{e_1 e_2 - 4 c^2}$, $e_i = 1 + 2 s_i^2$."""
     e1, e2 = 1 + 2 * s1 * s1, 1 + 2 * s2 * s2
     i1, i2 = 1 / e1, 1 / e2
     r1, r2 = 2 * s1 * s1 * i1, 2 * s2 * s2 * i2
@@ -162,11 +172,11 @@ def erf(s1: jax.Array, s2: jax.Array, rho: jax.Array) -> tuple[jax.Array, jax.Ar
 
 
 def _mixture(base: Dual, scale: float, nodes: int) -> Dual:
-    """``phi(x) = E_K[m(K) psi(x / (scale K))]``, ``psi`` the activation of ``base``.
+    r"""$\phi(x) = \E_K[m(K) \psi(x / (a K))]$ with $a$ = ``scale``, $\psi$ the activation of ``base``.
 
-    For SiLU (``psi`` = GELU, ``scale = 2``, ``m(K) = 2K``) and tanh (``psi`` = erf,
-    ``scale = sqrt 2``, ``m = 1``): ``T = sum_ij w_i w_j m_i m_j T_psi(s1 / (scale k_i), s2 / (scale k_j), rho)``
-    and ``Tdot = sum_ij w_i w_j m_i m_j Tdot_psi(...) / (scale^2 k_i k_j)``.
+    For SiLU ($\psi$ = GELU, $a = 2$, $m(K) = 2K$) and tanh ($\psi$ = erf, $a = \sqrt{2}$, $m = 1$):
+    $T = \sum_{ij} w_i w_j m_i m_j T_\psi(s_1 / (a k_i), s_2 / (a k_j), \rho)$
+    and $\dot T = \sum_{ij} w_i w_j m_i m_j \dot T_\psi(\dots) / (a^2 k_i k_j)$.
     """
     k, w = kolmogorov_rule(nodes)
     silu_like = base is gelu
@@ -196,7 +206,7 @@ def _mixture(base: Dual, scale: float, nodes: int) -> Dual:
 
 
 silu = _mixture(gelu, 2.0, DEFAULT_NODES)
-silu.__doc__ = "SiLU/Swish ``x sigmoid(x)``: average of GELU kernels over the Kolmogorov scale mixture."
+silu.__doc__ = r"SiLU/Swish $x \operatorname{sigmoid}(x)$: average of GELU kernels over the Kolmogorov scale mixture."
 tanh = _mixture(erf, float(np.sqrt(2.0)), DEFAULT_NODES)
 tanh.__doc__ = "tanh: average of erf kernels over the Kolmogorov scale mixture."
 
@@ -212,7 +222,7 @@ DUALS: dict[str, Dual] = {
 
 
 def dual(activation: str) -> Dual:
-    """The Gaussian expectations ``(T, Tdot)`` of ``activation`` (a clear error for unknown names)."""
+    r"""The Gaussian expectations $(T, \dot T)$ of ``activation`` (a clear error for unknown names)."""
     if activation not in DUALS:
         raise ValueError(
             f"no infinite-width kernel for activation {activation!r}; the kernels support "

@@ -1,4 +1,4 @@
-"""NTK regression on tens of thousands of training points, in float64, within one machine's memory.
+r"""NTK regression on tens of thousands of training points, in float64, within one machine's memory.
 
 :func:`companion.kernels.ntk_regression` builds the Gram matrix, a copy with the jitter added
 and the Cholesky factor: three ``n x n`` matrices. At the protein chapter's ``n = 40,132`` one
@@ -10,13 +10,13 @@ float64 matrix is 12.9 GB, so :func:`large_ntk_regression` holds exactly one:
 2. the jitter is added to the diagonal in place;
 3. a blocked Cholesky factorisation overwrites it in place (:func:`factorise_in_place`: LAPACK on
    blocks of ordinary size), and triangular solves give the representer weights
-   ``alpha = (Theta + jitter I)^{-1} y``;
-4. predictions ``Theta(x, X) alpha`` are accumulated block by block (no ``n_test x n`` matrix).
+   $\alpha = (\Theta + \text{jitter} \cdot I)^{-1} y$;
+4. predictions $\Theta(x, X) \alpha$ are accumulated block by block (no ``n_test x n`` matrix).
 
-Cost: ``n^2 / 2`` kernel evaluations and ``n^3 / 3`` floating-point operations for the factor
-(the latter dominates beyond a few thousand points); memory ``8 n^2`` bytes plus one block.
+Cost: $n^2 / 2$ kernel evaluations and $n^3 / 3$ floating-point operations for the factor
+(the latter dominates beyond a few thousand points); memory $8 n^2$ bytes plus one block.
 
-The jitter is relative: ``relative_jitter * mean(diag Theta)`` is added. A noiseless GP (the
+The jitter is relative: ``relative_jitter`` times the mean of the diagonal of $\Theta$ is added. A noiseless GP (the
 paper's object) has none; numerically the smallest value that factorises is used, as in
 :func:`ntk_regression`. A failed factorisation destroys the matrix, so each further rung of the
 ladder recomputes it: pass the ``relative_jitter`` found on a subsample to avoid that.
@@ -40,7 +40,7 @@ from companion.kernels.recursion import as_inputs, check_spec, kernel, kernel_di
 __all__ = ["LargeRegression", "gram_upper", "factorise_in_place", "large_ntk_regression", "predict_blocked",
            "peak_memory_bytes", "ensemble_moments", "solve_factored"]
 
-#: Rows and columns per kernel call when filling a Gram matrix (2048^2 float64: 32 MiB per block).
+#: Rows and columns per kernel call when filling a Gram matrix ($2048^2$ float64: 32 MiB per block).
 BLOCK = 2048
 
 #: Relative jitters tried in order when none is given (the first is none at all).
@@ -49,9 +49,9 @@ LADDER = (0.0, 1e-12, 1e-10, 1e-8, 1e-6)
 
 @dataclasses.dataclass(frozen=True)
 class LargeRegression:
-    """Result of :func:`large_ntk_regression`.
+    r"""Result of :func:`large_ntk_regression`.
 
-    ``means`` maps each name of the test sets to ``Theta(x, X) alpha``; ``jitter`` is the absolute
+    ``means`` maps each name of the test sets to $\Theta(x, X) \alpha$; ``jitter`` is the absolute
     value added to the diagonal, ``relative_jitter`` the same divided by the mean diagonal;
     ``seconds`` splits the wall time into ``kernel``, ``factor`` and ``predict``.
     """
@@ -109,8 +109,8 @@ def gram_upper(
 
 
 def factorise_in_place(gram: np.ndarray, jitter: float, block_size: int = BLOCK) -> bool:
-    """Add ``jitter`` to the diagonal and overwrite the upper triangle with the Cholesky factor
-    ``U`` (``gram = U^T U``), block by block.
+    r"""Add ``jitter`` to the diagonal and overwrite the upper triangle with the Cholesky factor
+    $U$ (``gram`` $= U^\top U$), block by block.
 
     A right-looking blocked algorithm: LAPACK ``dpotrf`` on each ``block_size`` diagonal block,
     triangular solves for its row of blocks, and matrix products for the trailing blocks. One call
@@ -139,7 +139,7 @@ def factorise_in_place(gram: np.ndarray, jitter: float, block_size: int = BLOCK)
 
 
 def solve_factored(factor: np.ndarray, y: np.ndarray, block_size: int = BLOCK) -> np.ndarray:
-    """``(U^T U)^{-1} y`` for the upper factor ``U`` left by :func:`factorise_in_place`, block by block."""
+    r"""$(U^\top U)^{-1} y$ for the upper factor $U$ left by :func:`factorise_in_place`, block by block."""
     spans = _blocks(factor.shape[0], block_size)
     z = np.array(y, dtype=np.float64)
     for k, (k0, k1) in enumerate(spans):  # U^T z = y, forward
@@ -178,10 +178,10 @@ def large_ntk_regression(
     block_size: int = BLOCK,
     progress: Callable[[int], object] | None = None,
 ) -> LargeRegression:
-    """``Theta(x, X) (Theta(X, X) + jitter I)^{-1} y`` for each test set, holding one ``n x n`` matrix.
+    r"""$\Theta(x, X) (\Theta(X, X) + \text{jitter} \cdot I)^{-1} y$ for each test set, holding one ``n x n`` matrix.
 
     Same result as :func:`companion.kernels.ntk_regression` (to rounding), at any ``n`` whose
-    ``8 n^2`` bytes fit in memory. ``relative_jitter=None`` walks :data:`LADDER` (each failed rung
+    $8 n^2$ bytes fit in memory. ``relative_jitter=None`` walks :data:`LADDER` (each failed rung
     recomputes the matrix); a number is used as given and a failure raises. ``progress(total)``
     returns a bar with ``update()`` (e.g. ``companion.progress.bar``-like); ``None`` shows nothing.
     """
@@ -228,11 +228,11 @@ def large_ntk_regression(
 def ensemble_moments(
     x_train: object, y_train: object, x_test: object, spec: MLPSpec, *, relative_jitter: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and covariance over initialisations of the infinite-width network trained to convergence.
+    r"""Mean and covariance over initialisations of the infinite-width network trained to convergence.
 
-    Lee et al. (2019, Eq. 16 at ``t -> infinity``): with NNGP ``K``, NTK ``Theta`` and
-    ``A = Theta(X, X)^{-1} Theta(X, x)``, the outputs at ``x`` are Gaussian with mean ``A^T y`` and
-    covariance ``K(x, x) + A^T K(X, X) A - A^T K(X, x) - K(x, X) A``. Dense: for ``n`` of a few
+    Lee et al. (2019, Eq. 16 at $t \to \infty$): with NNGP $K$, NTK $\Theta$ and
+    $A = \Theta(X, X)^{-1} \Theta(X, x)$, the outputs at $x$ are Gaussian with mean $A^\top y$ and
+    covariance $K(x, x) + A^\top K(X, X) A - A^\top K(X, x) - K(x, X) A$. Dense: for ``n`` of a few
     thousand (the same object as neural-tangents' ``gradient_descent_mse_ensemble(t=None)``).
     """
     check_spec(spec)

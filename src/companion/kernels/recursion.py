@@ -1,46 +1,48 @@
-"""The infinite-width NNGP and NTK of the paper's fully connected networks, LayerNorm included.
+r"""The infinite-width NNGP and NTK of the paper's fully connected networks, LayerNorm included.
 
 Chapter "Neural tangent kernels" derives the recursion; chapters "Explosion without LayerNorm",
 "One LayerNorm bounds the kernel" and "Beyond ReLU" use it. For an :class:`~companion.arch.MLPSpec`
-with weight scales ``w_1, ..., w_{L+1}`` (:attr:`~companion.arch.MLPSpec.weight_scales`), bias
-scale ``sigma_b`` and NTK parametrisation (Jacot et al. 2018; Arora et al. 2019; the paper's
+with weight scales $w_1, \dots, w_{L+1}$ (:attr:`~companion.arch.MLPSpec.weight_scales`), bias
+scale $\sigma_b$ and NTK parametrisation (Jacot et al. 2018; Arora et al. 2019; the paper's
 Prop. E.2):
 
-    Sigma^(1)(x, x') = w_1^2 x.x' / n0 + sigma_b^2,            Theta^(1) = Sigma^(1)
+.. math::
 
-and for each hidden layer ``h = 1..L``, first the LayerNorm if ``h`` carries one (the paper's
-App. D and F: it divides every quantity of the layer by ``sqrt((Sigma^(h)(x, x) + eps)
-(Sigma^(h)(x', x') + eps))``, so the normalised pre-activations have unit variance and correlation
-``rho``; at ``h = 1`` that correlation is the soft-cosine ``S(w_1 x, w_1 x'; sigma_b^2)``, Thm C.1),
-then the activation and the next linear map:
+    \Sigma^{(1)}(x, x') = w_1^2 \, x \cdot x' / n_0 + \sigma_b^2, \qquad \Theta^{(1)} = \Sigma^{(1)}
 
-    Sigma^(h+1) = w_{h+1}^2 E[phi(u) phi(v)] + sigma_b^2
-    Theta^(h+1) = Sigma^(h+1) + w_{h+1}^2 E[phi'(u) phi'(v)] Theta^(h)
+and for each hidden layer $h = 1, \dots, L$, first the LayerNorm if $h$ carries one (the paper's
+App. D and F: it divides every quantity of the layer by
+$\sqrt{(\Sigma^{(h)}(x, x) + \epsilon)(\Sigma^{(h)}(x', x') + \epsilon)}$, so the normalised
+pre-activations have unit variance and correlation $\rho$; at $h = 1$ that correlation is the
+soft-cosine $S(w_1 x, w_1 x'; \sigma_b^2)$, Thm C.1), then the activation and the next linear map:
 
-with ``(u, v)`` centred Gaussian with the (normalised) covariance of layer ``h``
-(:mod:`companion.kernels.duals`). The scalar output has NNGP ``Sigma^(L+1)`` and NTK
-``Theta^(L+1)``. With the paper's own constants (:func:`companion.arch.theory_spec`) this is the
+.. math::
+
+    \Sigma^{(h+1)} &= w_{h+1}^2 \, \E[\phi(u) \phi(v)] + \sigma_b^2 \\
+    \Theta^{(h+1)} &= \Sigma^{(h+1)} + w_{h+1}^2 \, \E[\phi'(u) \phi'(v)] \, \Theta^{(h)}
+
+with $(u, v)$ centred Gaussian with the (normalised) covariance of layer $h$
+(:mod:`companion.kernels.duals`). The scalar output has NNGP $\Sigma^{(L+1)}$ and NTK
+$\Theta^{(L+1)}$. With the paper's own constants (:func:`companion.arch.theory_spec`) this is the
 recursion of its App. A and E.
 
 Numerics. The first layer divides each input by a power of two (exactly) before anything is
 squared, and later layers carry variances, standard deviations and a correlation clipped to
 ``[-1, 1]``, never products of two large numbers. So with a LayerNorm in the first hidden layer the
 kernels are finite for every finite input of the dtype (the result depends only on the soft-cosine);
-without one they grow like ``|x|^2`` and a :class:`ValueError` says so when they overflow the dtype
-(from ``|x|`` of about 1e154 in float64 and 1e19 in float32). Accuracy in float64: a few ulp on the
-diagonal and for pairs whose correlations stay away from +-1 (the tests check closed forms and
-neural-tangents to 1e-10). Near +-1 the error is bounded relative to the entry's natural scale
-``sqrt(K(x, x) K(x', x'))``, not to the entry: the correlation is rounded to about 1e-16 (1e-7 in
-float32), and the ReLU-type derivative kernel ``(pi - arccos rho) / 2 pi`` has infinite slope at
-``rho = +-1``, so the error is up to about 1e-8 (1e-4 in float32) of that scale. This is a property
+without one they grow like $\|x\|^2$ and a :class:`ValueError` says so when they overflow the dtype
+(from $\|x\|$ of about $10^{154}$ in float64 and $10^{19}$ in float32). Accuracy in float64: a few ulp
+on the diagonal and for pairs whose correlations stay away from $\pm 1$ (the tests check closed forms
+and neural-tangents to 1e-10). Near $\pm 1$ the error is bounded relative to the entry's natural scale
+$\sqrt{K(x, x) K(x', x')}$, not to the entry: the correlation is rounded to about 1e-16 (1e-7 in
+float32), and the ReLU-type derivative kernel $(\pi - \arccos \rho) / 2\pi$ has infinite slope at
+$\rho = \pm 1$, so the error is up to about 1e-8 (1e-4 in float32) of that scale. This is a property
 of computing from the correlation, shared by every implementation; for distinct inputs within 1e-8
-of each other, or antipodal inputs so large that ``sigma_b^2`` is below the rounding of ``x.x'``
-(e.g. ``x = 1e8``, ``x' = -1e8``: an entry of about -6e6 against a scale of 2e16 comes out as
-``sigma_b^2``), an entry smaller than this bound can have the wrong sign. The recursion is
-``jax.jit``-compiled per architecture. :func:`kernel` evaluates blocks of at most ``block_size`` rows
-and columns, spread over every device JAX sees, each block as one program that walks over
-``TILE x TILE`` tiles (every layer of a tile runs while it is in the cache) and, for
-``kernel(x, None)``, only the tiles on and above the diagonal.
+of each other, or antipodal inputs so large that $\sigma_b^2$ is below the rounding of $x \cdot x'$
+(e.g. $x = 10^8$, $x' = -10^8$: an entry of about $-6 \cdot 10^6$ against a scale of $2 \cdot 10^{16}$
+comes out as $\sigma_b^2$), an entry smaller than this bound can have the wrong sign. The recursion is
+``jax.jit``-compiled per architecture; :func:`kernel` evaluates it block by block over every device
+JAX sees (:mod:`companion.kernels.blocks`), each block as one program that walks over its tiles.
 """
 
 from __future__ import annotations
@@ -55,33 +57,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from companion.arch import MLPSpec
-from companion.kernels import duals
+from companion.kernels import blocks, duals
+from companion.kernels.blocks import DEFAULT_BLOCK_SIZE, TILE, devices
+from companion.kernels.cosine import augmented_unit, soft_cosine
+from companion.kernels.inputs import as_inputs, check_spec, checked_inputs, overflow_error
 
-__all__ = [
-    "DEFAULT_BLOCK_SIZE",
-    "Kernels",
-    "kernel",
-    "kernel_diag",
-    "kernel_fn",
-    "kernel_pairs",
-    "soft_cosine",
-    "check_spec",
-    "as_inputs",
-    "augmented_unit",
-    "available_memory",
-    "devices",
-]
-
-#: Rows and columns per compiled evaluation of :func:`kernel` (4096^2 pairs: 128 MiB per float64
-#: matrix); larger inputs are processed block by block.
-DEFAULT_BLOCK_SIZE = 4096
-
-#: Rows and columns of the tiles within a block: every layer of a tile runs while it is in the cache.
-TILE = 256
+__all__ = ["DEFAULT_BLOCK_SIZE", "Kernels", "kernel", "kernel_diag", "kernel_fn", "kernel_pairs", "soft_cosine",
+           "check_spec", "as_inputs", "augmented_unit", "available_memory", "devices"]
 
 
 class Kernels(NamedTuple):
-    """NNGP kernel ``Sigma(x1, x2)`` and NTK ``Theta(x1, x2)`` of a network's scalar output."""
+    r"""NNGP kernel $\Sigma(x_1, x_2)$ and NTK $\Theta(x_1, x_2)$ of a network's scalar output."""
 
     nngp: np.ndarray
     ntk: np.ndarray
@@ -104,56 +90,11 @@ class _Arch:
                    tuple(sorted(spec.layernorm)), float(spec.ln_eps))
 
 
-def check_spec(spec: MLPSpec) -> None:
-    """Raise a clear error unless ``spec`` describes a network these kernels cover."""
-    if not isinstance(spec, MLPSpec):
-        raise TypeError(f"spec must be a companion.arch.MLPSpec, got {type(spec).__name__}")
-    duals.dual(spec.activation)
-    # RMSNorm between a linear map and its activation *is* LayerNorm at infinite width (the mean of
-    # the pre-activations across units tends to 0), so it shares these kernels.
-    if spec.layernorm and spec.norm not in ("layernorm", "rmsnorm"):
-        raise ValueError(
-            f"the infinite-width kernels cover LayerNorm only (and RMSNorm, the same at infinite width), "
-            f"not {spec.norm!r}; BatchNorm at evaluation is a fixed per-feature affine map, so use the "
-            f"network without it; companion.experiments.normalisation derives DyT's kernel diagonal"
-        )
-    if spec.layernorm and spec.ln_affine:
-        raise ValueError(
-            "the infinite-width kernels cover LayerNorm without affine parameters (the paper's); "
-            "use ln_affine=False"
-        )
-    if spec.layernorm and spec.norm_position == "post":
-        raise ValueError(
-            f"the infinite-width kernels cover LayerNorm between a linear map and its activation, "
-            f"not {spec.label}; companion.experiments.normalisation derives its diagonal"
-        )
-
-
-def as_inputs(x: object, name: str = "x", n_features: int | None = None) -> np.ndarray:
-    """``x`` as a finite float64 array of shape ``(n, n_features)``, or a clear ``ValueError``."""
-    try:
-        array = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a numeric array of shape (n_points, n_features)") from None
-    if array.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array of shape (n_points, n_features), got shape {array.shape}; "
-            f"reshape 1-D inputs with x[:, None]"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape}); it needs at least one point and one feature")
-    if n_features is not None and array.shape[1] != n_features:
-        raise ValueError(f"{name} has {array.shape[1]} features but the other inputs have {n_features}")
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values; the kernels need finite inputs")
-    return array
-
-
 def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
-    """``c / (s1 s2)`` clipped to ``[-1, 1]``, snapped to +-1 within 8 ulp, 0 where ``s1 s2 = 0``.
+    r"""``c / (s1 s2)`` clipped to $[-1, 1]$, snapped to $\pm 1$ within 8 ulp, 0 where ``s1 s2 = 0``.
 
-    The derivative kernels of ReLU-like activations have infinite slope at ``rho = +-1``
-    (``arccos``): a correlation one rounding error below 1 would move ``Theta(x, x)`` by about
+    The derivative kernels of ReLU-like activations have infinite slope at $\rho = \pm 1$
+    ($\arccos$): a correlation one rounding error below 1 would move $\Theta(x, x)$ by about
     1e-8 relative in float64 (1e-4 in float32). Snapping makes identical inputs exact and changes
     pairs closer than that by no more than rounding already does.
     """
@@ -166,7 +107,7 @@ def _correlation(c: jax.Array, s1: jax.Array, s2: jax.Array) -> jax.Array:
 
 
 def _layernorm(q1, q2, c, ntk, eps1, eps2):
-    """LayerNorm of one layer: every quantity divided by ``sqrt((q1 + eps1)(q2 + eps2))``."""
+    r"""LayerNorm of one layer: every quantity divided by $\sqrt{(q_1 + \epsilon_1)(q_2 + \epsilon_2)}$."""
     inv1, inv2 = 1 / jnp.sqrt(q1 + eps1), 1 / jnp.sqrt(q2 + eps2)
     return q1 * inv1 * inv1, q2 * inv2 * inv2, c * inv1 * inv2, ntk * inv1 * inv2
 
@@ -177,7 +118,7 @@ def _propagate(
     """Run the recursion from the first hidden layer's variances ``q1, q2`` and covariance ``c``.
 
     These come from :func:`_first_layer`, which has already applied a LayerNorm of layer 1.
-    ``diagonal=True`` computes ``x = x'`` (``q1 = q2 = c``) with the correlation exactly 1.
+    ``diagonal=True`` computes $x = x'$ (``q1 = q2 = c``) with the correlation exactly 1.
     """
     dual = duals.dual(arch.activation)
     b2 = arch.sigma_b**2
@@ -197,7 +138,7 @@ def _propagate(
 def _expectations(
     dual: duals.Dual, s1: jax.Array, s2: jax.Array, c: jax.Array, diagonal: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """``E[phi(u) phi(v)]``, ``E[phi'(u) phi'(v)]`` and ``E[phi(u)^2]``, ``E[phi(v)^2]`` of one layer.
+    r"""$\E[\phi(u) \phi(v)]$, $\E[\phi'(u) \phi'(v)]$ and $\E[\phi(u)^2]$, $\E[\phi(v)^2]$ of one layer.
 
     For closed forms, three elementwise calls that XLA fuses. For the quadrature activations (SiLU,
     tanh), whose dual is a loop, all pairs and both diagonals go through one call on flattened
@@ -221,7 +162,7 @@ def _expectations(
 
 
 def _row_scales(x: jax.Array) -> jax.Array:
-    """Powers of two ``m >= 1`` with ``|x / m| < 2`` in every row: exact to divide by, and after the
+    r"""Powers of two $m \geq 1$ with $|x / m| < 2$ in every row: exact to divide by, and after the
     division no square overflows (inputs up to the largest float of the dtype)."""
     _, exponent = jnp.frexp(jnp.max(jnp.abs(x), axis=1))
     top = jnp.finfo(x.dtype).maxexp - 1
@@ -231,11 +172,11 @@ def _row_scales(x: jax.Array) -> jax.Array:
 def _first_layer(
     x1: jax.Array, x2: jax.Array, arch: _Arch, mode: str = "matrix"
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Variances ``q1, q2`` and covariance ``c`` of the first hidden layer, after its LayerNorm if any.
+    r"""Variances ``q1, q2`` and covariance ``c`` of the first hidden layer, after its LayerNorm if any.
 
     ``mode`` is ``"matrix"`` (all pairs: shapes ``(n1, 1)``, ``(1, n2)``, ``(n1, n2)``), ``"pairs"``
     (matching rows) or ``"diagonal"`` (``x2`` is ignored; ``c = q1 = q2``). Rows are first divided
-    by powers of two (:func:`_row_scales`), so ``|x|^2`` is never formed: with a LayerNorm in layer
+    by powers of two (:func:`_row_scales`), so $\|x\|^2$ is never formed: with a LayerNorm in layer
     1 the result depends on the scaled rows only (and is finite for every finite input); without
     one the scales are multiplied back, and the result overflows only where the kernel itself does.
     """
@@ -313,71 +254,6 @@ def _diagonal(x: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
     return _propagate(*_first_layer(x, x, arch, "diagonal"), arch, diagonal=True)
 
 
-def _padded(n: int) -> int:
-    """Pad ``n`` rows to a few sizes (a multiple of :data:`TILE`) so that repeated calls reuse compiled programs."""
-    return -(-n // TILE) * TILE if n > TILE else max(64, 1 << (n - 1).bit_length())
-
-
-def _tile(padded: int) -> int:
-    return TILE if padded % TILE == 0 else padded
-
-
-def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
-    if x.shape[0] == rows:
-        return x
-    return np.concatenate([x, np.repeat(x[:1], rows - x.shape[0], axis=0)])
-
-
-def _dtype(dtype: object) -> np.dtype:
-    dt = np.dtype(dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be float32 or float64, got {dt}")
-    return dt
-
-
-def _check_range(x: np.ndarray, dt: np.dtype, name: str) -> None:
-    largest = float(np.max(np.abs(x)))
-    if largest > float(np.finfo(dt).max):
-        raise ValueError(
-            f"{name} has entries up to {largest:.3g}, too large for {dt.name} (largest {np.finfo(dt).max:.3g}); "
-            f"use dtype=float64 or rescale the inputs"
-        )
-
-
-def _check_degenerate(x: np.ndarray, spec: MLPSpec) -> None:
-    if spec.layernorm and spec.sigma_b == 0 and spec.ln_eps == 0 and np.any(np.all(x == 0, axis=1)):
-        raise ValueError(
-            "with sigma_b = 0 and no LayerNorm epsilon a zero input has zero pre-activations, which "
-            "LayerNorm cannot normalise; use sigma_b > 0 (the paper's theory requires it)"
-        )
-
-
-def _inputs(x1: object, x2: object | None, spec: MLPSpec, dtype: object) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-    """Checked inputs of every entry point: finite 2-D arrays representable in ``dtype``."""
-    check_spec(spec)
-    a = as_inputs(x1, "x1" if x2 is not None else "x")
-    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
-    dt = _dtype(dtype)
-    for array, name in ((a, "x1"), (b, "x2")) if x2 is not None else ((a, "x"),):
-        _check_range(array, dt, name)
-        _check_degenerate(array, spec)
-    return a, b, dt
-
-
-def _overflow(dt: np.dtype, *inputs: np.ndarray) -> ValueError:
-    largest = max(float(np.max(np.abs(x))) for x in inputs)
-    return ValueError(
-        f"the kernel of these inputs overflows {dt.name} (largest {np.finfo(dt).max:.3g}): without a "
-        f"LayerNorm in the first hidden layer it grows like |x|^2 (here |x| is up to {largest:.3g}); "
-        + ("use dtype=float64 or rescale the inputs" if dt == np.float32 else "rescale the inputs")
-    )
-
-
-def devices() -> list[jax.Device]:
-    """The devices the kernels spread their work over: every device of JAX's default backend."""
-    return jax.devices()
-
-
 def available_memory() -> int | None:
     """Bytes of host memory available to new allocations (Linux ``MemAvailable``), or ``None``."""
     try:
@@ -390,41 +266,16 @@ def available_memory() -> int | None:
     return None
 
 
-def _gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.1f} GiB"
-
-
-def _check_memory(n1: int, n2: int, block: int, dt: np.dtype, n_devices: int) -> None:
-    """Refuse, naming the memory needed, a result that cannot fit in the host's memory."""
-    result = 2 * n1 * n2 * dt.itemsize
-    in_flight = 0 if n1 <= block and n2 <= block else n_devices * 2 * min(n1, block) * min(n2, block) * dt.itemsize
-    # a single block is computed in place and copied once into the (writable) result
-    needed = result + (result if n1 <= block and n2 <= block else in_flight)
-    free = available_memory()
-    if free is not None and needed > free:
-        raise MemoryError(
-            f"kernel of {n1:,} x {n2:,} points in {dt.name} needs about {_gib(needed)} of memory "
-            f"(two {n1:,} x {n2:,} result matrices of {_gib(result / 2)} each, plus the blocks being "
-            f"computed) but only {_gib(free)} is available; use fewer points, dtype=float32, a smaller "
-            f"block_size, or only the entries you need (kernel_diag, kernel_pairs, or kernel on blocks of rows)"
-        )
-
-
-def _block_grid(n: int, block: int) -> list[tuple[int, int, int]]:
-    """``(start, rows, padded rows)`` of the blocks of ``n`` rows with at most ``block`` each."""
-    return [(i, min(block, n - i), _padded(min(block, n - i))) for i in range(0, n, block)]
-
-
 def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
                dt: np.dtype, device: jax.Device) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``."""
-    t1, t2 = _tile(padded[0]), _tile(padded[1])
+    t1, t2 = blocks.tile_size(padded[0]), blocks.tile_size(padded[1])
     if mirror:
         rows, cols = np.triu_indices(padded[0] // t1)
     else:
         rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
     put = functools.partial(jax.device_put, device=device)
-    return _tiled(put(jnp.asarray(_pad_rows(a, padded[0]), dt)), put(jnp.asarray(_pad_rows(b, padded[1]), dt)),
+    return _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)), put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
                   put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2), mirror)
 
 
@@ -436,7 +287,7 @@ def kernel(
     block_size: int | None = None,
     dtype: object = np.float64,
 ) -> Kernels:
-    """Infinite-width NNGP and NTK matrices of the network ``spec`` between ``x1`` and ``x2``.
+    r"""Infinite-width NNGP and NTK matrices of the network ``spec`` between ``x1`` and ``x2``.
 
     Parameters
     ----------
@@ -468,9 +319,9 @@ def kernel(
         host has available (the message names the amount).
     ValueError
         For bad input, and when the kernel overflows ``dtype`` (possible only without a LayerNorm in
-        the first hidden layer, whose kernel grows like ``|x|^2``).
+        the first hidden layer, whose kernel grows like $\|x\|^2$).
     """
-    a, b, dt = _inputs(x1, x2, spec, dtype)
+    a, b, dt = checked_inputs(x1, x2, spec, dtype)
     block = DEFAULT_BLOCK_SIZE if block_size is None else block_size
     if isinstance(block, (bool, np.bool_)) or not isinstance(block, (int, np.integer)) or block < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
@@ -480,16 +331,16 @@ def kernel(
     n1, n2 = a.shape[0], b.shape[0]
     if len(pool) > 1 and max(n1, n2) > TILE:  # at least one block per device
         block = min(block, max(TILE, -(-max(n1, n2) // (2 if symmetric else len(pool)) // TILE) * TILE))
-    _check_memory(n1, n2, block, dt, len(pool))
+    blocks.check_memory(n1, n2, block, dt, len(pool), available_memory())
     arch = _Arch.of(spec)
-    rows, cols = _block_grid(n1, block), _block_grid(n2, block)
+    rows, cols = blocks.block_grid(n1, block), blocks.block_grid(n2, block)
     jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     with jax.enable_x64(dt == np.float64):
         if len(jobs) == 1:  # one block: computed in place, copied once into a writable array
             (i, m, pm), (j, k, pk) = jobs[0]
             nngp, ntk, finite = _run_block(a, b, (pm, pk), symmetric, arch, dt, pool[0])
             if not bool(finite):
-                raise _overflow(dt, a, b)
+                raise overflow_error(dt, a, b)
             return Kernels(np.array(np.asarray(nngp)[:m, :k]), np.array(np.asarray(ntk)[:m, :k]))
         nngp = np.empty((n1, n2), dt)
         ntk = np.empty_like(nngp)
@@ -499,7 +350,7 @@ def kernel(
                        for job, device in zip(jobs[wave: wave + len(pool)], pool)]
             for ((i, m, _), (j, k, _)), (k_nngp, k_ntk, finite) in running:
                 if not bool(finite):
-                    raise _overflow(dt, a, b)
+                    raise overflow_error(dt, a, b)
                 for out, value in ((nngp, k_nngp), (ntk, k_ntk)):
                     value = np.asarray(value)[:m, :k]
                     out[i: i + m, j: j + k] = value
@@ -508,40 +359,23 @@ def kernel(
     return Kernels(nngp, ntk)
 
 
-def _rowwise(program: Callable, arrays: list[np.ndarray], arch: _Arch, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate a row-wise program, its rows sharded over every device (:func:`devices`)."""
-    pool = devices()
-    n = arrays[0].shape[0]
-    padded = _padded(n)
-    padded = -(-padded // len(pool)) * len(pool)
-    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(pool), ("rows",)),
-                                          jax.sharding.PartitionSpec("rows"))
-    with jax.enable_x64(dt == np.float64):
-        inputs = [jax.device_put(jnp.asarray(_pad_rows(x, padded), dt), sharding) for x in arrays]
-        nngp, ntk = program(*inputs, arch)
-        nngp, ntk = np.array(nngp)[:n], np.array(ntk)[:n]
-    if not (np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))):
-        raise _overflow(dt, *arrays)
-    return nngp, ntk
-
-
 def kernel_diag(x: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
-    """The diagonals ``Sigma(x_i, x_i)`` and ``Theta(x_i, x_i)``, shape ``(n,)``, without the full matrix.
+    r"""The diagonals $\Sigma(x_i, x_i)$ and $\Theta(x_i, x_i)$, shape ``(n,)``, without the full matrix.
 
-    For these networks the diagonal depends on ``x`` only through ``|x|^2 / n0`` (chapter "One
+    For these networks the diagonal depends on $x$ only through $\|x\|^2 / n_0$ (chapter "One
     LayerNorm bounds the kernel", Thm 3.2 and Cor. C.2). The rows are sharded over every device.
     """
-    a, _, dt = _inputs(x, None, spec, dtype)
-    return Kernels(*_rowwise(_diagonal, [a], _Arch.of(spec), dt))
+    a, _, dt = checked_inputs(x, None, spec, dtype)
+    return Kernels(*blocks.rowwise(_diagonal, [a], _Arch.of(spec), dt))
 
 
 def kernel_pairs(x1: object, x2: object, spec: MLPSpec, *, dtype: object = np.float64) -> Kernels:
-    """``Sigma(x1_i, x2_i)`` and ``Theta(x1_i, x2_i)`` for matching rows, shape ``(n,)``: the diagonal of
+    r"""$\Sigma(x_{1,i}, x_{2,i})$ and $\Theta(x_{1,i}, x_{2,i})$ for matching rows, shape ``(n,)``: the diagonal of
     ``kernel(x1, x2)`` without the rest of the matrix. The rows are sharded over every device."""
-    a, b, dt = _inputs(x1, x2, spec, dtype)
+    a, b, dt = checked_inputs(x1, x2, spec, dtype)
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"x1 and x2 must have the same number of rows, got {a.shape[0]} and {b.shape[0]}")
-    return Kernels(*_rowwise(_paired, [a, b], _Arch.of(spec), dt))
+    return Kernels(*blocks.rowwise(_paired, [a, b], _Arch.of(spec), dt))
 
 
 def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
@@ -557,31 +391,3 @@ def kernel_fn(spec: MLPSpec) -> Callable[[jax.Array, jax.Array], tuple[jax.Array
         return _matrix(x1, x2, arch)
 
     return fn
-
-
-def soft_cosine(x1: object, x2: object | None = None, sigma2: float = 0.01) -> np.ndarray:
-    """The soft-cosine similarity ``S(x, x'; sigma^2)`` of the paper's Def. C.1, shape ``(n1, n2)``.
-
-    ``S = (x.x'/n0 + sigma^2) / sqrt((|x|^2/n0 + sigma^2)(|x'|^2/n0 + sigma^2))``, the cosine of the
-    augmented vectors ``(x / sqrt(n0), sigma)`` and ``(x' / sqrt(n0), sigma)``. By Thm C.1 the NTK
-    of a network that starts with Linear -> LayerNorm depends on its inputs only through ``S``
-    (chapter "One LayerNorm bounds the kernel").
-    """
-    a = as_inputs(x1, "x1")
-    b = a if x2 is None else as_inputs(x2, "x2", a.shape[1])
-    if not (np.isfinite(sigma2) and sigma2 >= 0):
-        raise ValueError(f"sigma2 must be a finite non-negative number, got {sigma2!r}")
-    n0 = a.shape[1]
-    # Unit augmented vectors (x / sqrt(n0), sigma) / norm, computed without squaring large numbers.
-    ua, ub = augmented_unit(a, sigma2), augmented_unit(b, sigma2)
-    return np.clip(ua @ ub.T, -1.0, 1.0)
-
-
-def augmented_unit(x: np.ndarray, sigma2: float) -> np.ndarray:
-    """Rows ``(x / sqrt(n0), sigma)`` scaled to unit length: the soft-cosine is their inner product."""
-    augmented = np.concatenate([x / np.sqrt(x.shape[1]), np.full((x.shape[0], 1), np.sqrt(sigma2))], axis=1)
-    largest = np.max(np.abs(augmented), axis=1, keepdims=True)
-    if np.any(largest == 0):
-        raise ValueError("the soft-cosine of a zero input is undefined when sigma2 = 0")
-    scaled = augmented / largest  # entries in [-1, 1]: the norm cannot overflow
-    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)

@@ -1,9 +1,9 @@
-"""Independent references for the kernels: neural-tangents' ``stax`` and the empirical NTK.
+r"""Independent references for the kernels: neural-tangents' ``stax`` and the empirical NTK.
 
 :func:`stax_model` builds the same network with neural-tangents (through :mod:`companion.nt`):
 its ``kernel_fn`` is the library's own infinite-width recursion, against which the tests check
 :func:`companion.kernels.kernel` to 1e-10, and its ``apply_fn`` is a finite network of that
-architecture. :func:`empirical_ntk` is the finite-width kernel ``grad f(x) . grad f(x')`` of a
+architecture. :func:`empirical_ntk` is the finite-width kernel $\nabla f(x) \cdot \nabla f(x')$ of a
 flax :class:`~companion.models.MLP` at initialisation; it converges to the analytic NTK as the
 width grows (chapter "Neural tangent kernels"). It and :func:`empirical_ntk_fn`, the same for
 any function of parameters and inputs, use JAX's own transforms only (per-example Jacobians,
@@ -86,14 +86,14 @@ def stax_model(spec: MLPSpec, *, numerical_degree: int = NUMERICAL_DEGREE) -> tu
 def empirical_ntk_fn(
     f: Callable[[Any, jax.Array], jax.Array], *, diagonal: bool = False
 ) -> Callable[[jax.Array, jax.Array | None, Any], jax.Array]:
-    """The empirical NTK of ``f(params, x)`` as a function ``ntk(x1, x2, params)``.
+    r"""The empirical NTK of ``f(params, x)`` as a function ``ntk(x1, x2, params)``.
 
-    ``ntk(x1, x2, params)[i, j] = mean_k grad_params f(x1[i])_k . grad_params f(x2[j])_k``: the
+    ``ntk(x1, x2, params)[i, j]`` $= \frac{1}{K} \sum_k \nabla_\theta f(x_{1,i})_k \cdot \nabla_\theta f(x_{2,j})_k$: the
     per-example Jacobians ``J`` of ``f`` with respect to every leaf of ``params`` (reverse mode,
-    ``jax.vmap`` of ``jax.jacrev`` over the examples), contracted as ``J(x1) J(x2)^T`` leaf by
+    ``jax.vmap`` of ``jax.jacrev`` over the examples), contracted as $J(x_1) J(x_2)^\top$ leaf by
     leaf and summed, and averaged over the ``K`` outputs of an example (as neural-tangents'
     ``trace_axes`` does; for the book's scalar networks ``K = 1``).
-    ``x2=None`` means ``x1``. With ``diagonal=True`` only ``Theta(x1[i], x1[i])`` is computed, a
+    ``x2=None`` means ``x1``. With ``diagonal=True`` only $\Theta(x_{1,i}, x_{1,i})$ is computed, a
     vector of length ``n1`` (``x2`` must be ``None``).
 
     ``f`` must treat the examples along the first axis of ``x`` independently (as neural-tangents'
@@ -131,7 +131,7 @@ def empirical_ntk(
     *,
     dtype: object = np.float64,
 ) -> np.ndarray:
-    """``grad_theta f(x1) . grad_theta f(x2)`` of freshly initialised flax ``MLP(spec)`` networks.
+    r"""$\nabla_\theta f(x_1) \cdot \nabla_\theta f(x_2)$ of freshly initialised flax ``MLP(spec)`` networks.
 
     One network per seed (initialised with ``jax.random.key(seed)``); returns ``(n1, n2)`` for a
     single seed and ``(len(seeds), n1, n2)`` for a sequence. Computed by

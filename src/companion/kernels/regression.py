@@ -1,20 +1,24 @@
-"""Kernel regression with the NTK and the paper's output bound (Thm 3.3).
+r"""Kernel regression with the NTK and the paper's output bound (Thm 3.3).
 
 Chapter "Bounded outputs" uses both. An infinitely wide network trained by gradient flow on the
 squared loss to convergence predicts, in expectation over its initialisation (Lee et al. 2019;
-the paper's Sec. 2)::
+the paper's Sec. 2):
 
-    E[f_inf(x)] = Theta(x, X) Theta(X, X)^{-1} y,
+.. math::
 
-the posterior mean of a noiseless Gaussian process with kernel ``Theta``. Write
-``Theta(x, x') = psi(x).psi(x')`` for a feature map ``psi``. Then the prediction is
-``psi(x).beta`` with ``beta`` the minimum-norm interpolant, whose norm is the RKHS norm
-``|beta| = sqrt(y^T Theta(X, X)^{-1} y)``, and Cauchy-Schwarz gives the chain::
+    \E[f_\infty(x)] = \Theta(x, X) \, \Theta(X, X)^{-1} y,
 
-    |E f(x)| <= sqrt(Theta(x, x)) sqrt(y^T Theta^{-1} y)      (pointwise)
-             <= sqrt(C) sqrt(y^T Theta^{-1} y)                 (C = sup_x Theta(x, x), Thm 3.2)
-             <= sqrt(C / lambda_min) |y|_2                     (the paper's Thm 3.3)
-             <= sqrt(C n / lambda_min) max_i |y_i|             (its second form)
+the posterior mean of a noiseless Gaussian process with kernel $\Theta$. Write
+$\Theta(x, x') = \psi(x) \cdot \psi(x')$ for a feature map $\psi$. Then the prediction is
+$\psi(x) \cdot \beta$ with $\beta$ the minimum-norm interpolant, whose norm is the RKHS norm
+$\|\beta\| = \sqrt{y^\top \Theta(X, X)^{-1} y}$, and Cauchy-Schwarz gives the chain
+
+.. math::
+
+    |\E f(x)| &\leq \sqrt{\Theta(x, x)} \sqrt{y^\top \Theta^{-1} y} && \text{(pointwise)} \\
+    &\leq \sqrt{C} \sqrt{y^\top \Theta^{-1} y} && (C = \sup_x \Theta(x, x), \text{ Thm 3.2}) \\
+    &\leq \sqrt{C / \lmin} \, \|y\|_2 && \text{(the paper's Thm 3.3)} \\
+    &\leq \sqrt{C n / \lmin} \, \max_i |y_i| && \text{(its second form)}
 
 :func:`output_bound` returns every link; the chapter measures how tight each one is.
 """
@@ -40,14 +44,14 @@ JITTER_LADDER = (0.0, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8)
 
 @dataclasses.dataclass(frozen=True)
 class Regression:
-    """The infinite-time NTK prediction (:func:`ntk_regression`).
+    r"""The infinite-time NTK prediction (:func:`ntk_regression`).
 
     Attributes
     ----------
     mean:
-        ``Theta(x_test, X) Theta(X, X)^{-1} y``, shape ``(n_test,)``.
+        $\Theta(x_\text{test}, X) \Theta(X, X)^{-1} y$, shape ``(n_test,)``.
     alpha:
-        The representer weights ``Theta(X, X)^{-1} y``, shape ``(n_train,)``.
+        The representer weights $\Theta(X, X)^{-1} y$, shape ``(n_train,)``.
     jitter:
         What was added to the Gram diagonal to factorise it (0.0 if nothing).
     """
@@ -71,12 +75,12 @@ class OutputBound:
 
     @property
     def rkhs_bound(self) -> float:
-        """``sqrt(C) |f|_H``: the bound before the eigenvalue step, never larger than :attr:`bound`."""
+        r"""$\sqrt{C} \|f\|_H$: the bound before the eigenvalue step, never larger than :attr:`bound`."""
         return math.sqrt(self.C) * self.rkhs_norm
 
     @property
     def max_bound(self) -> float:
-        """``sqrt(C n / lambda_min) max |y|``: the paper's second, looser form."""
+        r"""$\sqrt{C n / \lmin} \max_i |y_i|$: the paper's second, looser form."""
         return math.sqrt(self.C * self.n_train / self.lambda_min) * self.y_max
 
 
@@ -115,7 +119,7 @@ def ntk_regression(
     jitter: float | None = None,
     block_size: int | None = None,
 ) -> Regression:
-    """The infinite-time mean prediction ``Theta(x, X) Theta(X, X)^{-1} y`` of the network ``spec``.
+    r"""The infinite-time mean prediction $\Theta(x, X) \Theta(X, X)^{-1} y$ of the network ``spec``.
 
     Float64 throughout, Cholesky factorisation of the Gram matrix. ``jitter=None`` adds nothing
     unless the factorisation fails, then the smallest of :data:`JITTER_LADDER` (relative to the
@@ -137,25 +141,25 @@ def ntk_regression(
     return Regression(mean=both[n:] @ alpha, alpha=alpha, jitter=used)
 
 
-#: Grid of ``r = |x|^2 / n0`` on which :func:`diagonal_profile` evaluates the diagonal.
+#: Grid of $r = \|x\|^2 / n_0$ on which :func:`diagonal_profile` evaluates the diagonal.
 PROFILE_GRID = np.concatenate([[0.0], np.logspace(-12, 40, 1041)])
 
 
 def diagonal_profile(spec: MLPSpec, r: np.ndarray = PROFILE_GRID) -> np.ndarray:
-    """``Theta(x, x)`` as a function of ``r = |x|^2 / n0`` (it depends on ``x`` only through ``r``)."""
+    r"""$\Theta(x, x)$ as a function of $r = \|x\|^2 / n_0$ (it depends on $x$ only through $r$)."""
     return kernel_diag(np.sqrt(np.asarray(r, dtype=np.float64))[:, None], spec).ntk
 
 
 @functools.lru_cache(maxsize=256)
 def diagonal_sup(spec: MLPSpec) -> float:
-    """``C = sup_x Theta(x, x)`` (Thm 3.2): ``inf`` without LayerNorm, else a 1-D maximisation.
+    r"""$C = \sup_x \Theta(x, x)$ (Thm 3.2): ``inf`` without LayerNorm, else a 1-D maximisation.
 
-    The diagonal depends on ``x`` only through ``r = |x|^2 / n0``, so ``C`` is the maximum of a
-    function of ``r >= 0``: evaluated at ``r = 0`` and on a grid of 20 points per decade from
-    1e-12 to 1e40 (:func:`diagonal_profile`), then on two successively finer grids of the same
+    The diagonal depends on $x$ only through $r = \|x\|^2 / n_0$, so $C$ is the maximum of a
+    function of $r \geq 0$: evaluated at $r = 0$ and on a grid of 20 points per decade from
+    $10^{-12}$ to $10^{40}$ (:func:`diagonal_profile`), then on two successively finer grids of the same
     size around the best point (the maximum is smooth there, so this is accurate to rounding).
     Without LayerNorm the diagonal grows without bound (chapter "Explosion without LayerNorm") and
-    ``C = inf``; so it is when the diagonal still grows over the grid's last decade, as for
+    $C = \infty$; so it is when the diagonal still grows over the grid's last decade, as for
     0-homogeneous activations with a LayerNorm after the first layer (chapter "Beyond ReLU").
     Results are cached per ``spec``.
     """
@@ -187,10 +191,10 @@ def output_bound(
     C: float | None = None,
     gram: np.ndarray | None = None,
 ) -> OutputBound:
-    """The bound ``sup_x |E f(x)| <= sqrt(C / lambda_min) |y|_2`` of Thm 3.3, with its components.
+    r"""The bound $\sup_x |\E f(x)| \leq \sqrt{C / \lmin} \, \|y\|_2$ of Thm 3.3, with its components.
 
     ``C`` defaults to :func:`diagonal_sup` (the smallest valid constant); ``lambda_min`` is the
-    smallest eigenvalue of ``Theta(X, X)``. Without LayerNorm ``C`` and the bound are infinite.
+    smallest eigenvalue $\lmin$ of $\Theta(X, X)$. Without LayerNorm $C$ and the bound are infinite.
     Pass ``gram`` (the NTK Gram matrix of ``x_train``) if it is already computed.
     """
     check_spec(spec)

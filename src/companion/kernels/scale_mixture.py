@@ -1,21 +1,26 @@
-"""The logistic sigmoid as a Gaussian scale mixture: how the book integrates SiLU and tanh exactly.
+r"""The logistic sigmoid as a Gaussian scale mixture: how the book integrates SiLU and tanh exactly.
 
-If ``K`` follows the Kolmogorov distribution and ``Z ~ N(0, 1)`` is independent of it, then
-``2 K Z`` has the standard logistic distribution (Andrews and Mallows 1974; Stefanski 1991), i.e.
+If $K$ follows the Kolmogorov distribution and $Z \sim \N(0, 1)$ is independent of it, then
+$2 K Z$ has the standard logistic distribution (Andrews and Mallows 1974; Stefanski 1991), i.e.
 
-    sigmoid(x) = E_K[ Phi(x / (2K)) ]                       (Phi the standard normal CDF).
+.. math::
 
-Multiplying by ``x`` and using ``2 Phi(z) - 1 = erf(z / sqrt 2)``,
+    \operatorname{sigmoid}(x) = \E_K[\Phi(x / (2K))] \qquad (\Phi \text{ the standard normal CDF}).
 
-    silu(x) = x sigmoid(x) = E_K[ 2K gelu(x / (2K)) ],        tanh(x) = E_K[ erf(x / (sqrt(2) K)) ],
+Multiplying by $x$ and using $2 \Phi(z) - 1 = \operatorname{erf}(z / \sqrt{2})$,
 
-so the Gaussian expectations of SiLU and tanh (chapter "Beyond ReLU") are averages over ``K`` of
+.. math::
+
+    \operatorname{silu}(x) = x \operatorname{sigmoid}(x) = \E_K[2K \operatorname{gelu}(x / (2K))], \qquad
+    \tanh(x) = \E_K[\operatorname{erf}(x / (\sqrt{2} K))],
+
+so the Gaussian expectations of SiLU and tanh (chapter "Beyond ReLU") are averages over $K$ of
 the *closed-form* expectations of GELU and erf. Unlike Gauss-Hermite quadrature in the network's
 pre-activations, whose error grows with the input norm because the integrand develops a kink at
-scale ``1 / |x|``, the integrand here is smooth in ``K`` at every scale.
+scale $1 / \|x\|$, the integrand here is smooth in $K$ at every scale.
 
-:func:`kolmogorov_rule` returns a ``Q``-point Gauss rule for the law of ``log K``: its nodes
-``k_i`` and weights ``w_i`` reproduce the sigmoid with a uniform error of 8e-12 for ``Q = 16``
+:func:`kolmogorov_rule` returns a ``Q``-point Gauss rule for the law of $\log K$: its nodes
+$k_i$ and weights $w_i$ reproduce the sigmoid with a uniform error of 8e-12 for ``Q = 16``
 and 1.3e-13 for ``Q = 20`` (:func:`sigmoid_error` measures it; the tests check it).
 """
 
@@ -38,11 +43,11 @@ _PANELS, _PANEL_POINTS = 200, 20
 
 
 def kolmogorov_pdf(k: np.ndarray) -> np.ndarray:
-    """Density of the Kolmogorov distribution (of ``sup |Brownian bridge|``) at ``k > 0``.
+    r"""Density of the Kolmogorov distribution (of $\sup |\text{Brownian bridge}|$) at $k > 0$.
 
-    Two theta-function series, each used where it converges fast: for ``k < 1``
-    ``sqrt(2 pi) sum_j exp(-c_j / k^2) (2 c_j / k^4 - 1 / k^2)`` with ``c_j = (2j - 1)^2 pi^2 / 8``,
-    and for ``k >= 1`` ``8 k sum_j (-1)^(j-1) j^2 exp(-2 j^2 k^2)``.
+    Two theta-function series, each used where it converges fast: for $k < 1$
+    $\sqrt{2 \pi} \sum_j \exp(-c_j / k^2) (2 c_j / k^4 - 1 / k^2)$ with $c_j = (2j - 1)^2 \pi^2 / 8$,
+    and for $k \geq 1$ $8 k \sum_j (-1)^{j-1} j^2 \exp(-2 j^2 k^2)$.
     """
     k = np.asarray(k, dtype=np.float64)
     out = np.zeros_like(k)
@@ -59,7 +64,7 @@ def kolmogorov_pdf(k: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def kolmogorov_rule(nodes: int = DEFAULT_NODES) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss quadrature for ``E_K[g(K)]``: ``(k, w)`` with ``E_K[g(K)] ~ sum_i w_i g(k_i)``.
+    r"""Gauss quadrature for ``E_K[g(K)]``: ``(k, w)`` with $\E_K[g(K)] \approx \sum_i w_i g(k_i)$.
 
     The rule is Gaussian in ``t = log K`` (exact for polynomials in ``log K`` of degree
     ``2 nodes - 1``). It is computed by the Stieltjes procedure on a 4000-point composite
@@ -91,7 +96,7 @@ def kolmogorov_rule(nodes: int = DEFAULT_NODES) -> tuple[np.ndarray, np.ndarray]
 
 
 def sigmoid_error(nodes: int = DEFAULT_NODES) -> float:
-    """Largest error of the rule's sigmoid ``sum_i w_i Phi(x / (2 k_i))`` over ``x`` in ``[-60, 60]``.
+    r"""Largest error of the rule's sigmoid $\sum_i w_i \Phi(x / (2 k_i))$ over ``x`` in ``[-60, 60]``.
 
     Beyond that range both the sigmoid and its approximation are within 1e-26 of 0 or 1.
     """

@@ -1,0 +1,92 @@
+"""How :func:`~companion.kernels.recursion.kernel` lays out its work: blocks, tiles, devices and memory.
+
+A kernel matrix is evaluated in blocks of at most ``block_size`` rows and columns, spread over every
+device JAX sees, each block as one program that walks over ``TILE x TILE`` tiles (every layer of a
+tile runs while it is in the cache) and, for ``kernel(x, None)``, only the tiles on and above the
+diagonal. Row counts are padded to a few sizes so that repeated calls reuse compiled programs, and
+a result that cannot fit in the host's memory is refused before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from companion.kernels.inputs import overflow_error
+
+__all__ = ["DEFAULT_BLOCK_SIZE", "TILE", "padded_rows", "tile_size", "pad_rows", "devices", "check_memory", "block_grid",
+           "rowwise"]
+
+#: Rows and columns per compiled evaluation of :func:`~companion.kernels.recursion.kernel` ($4096^2$ pairs: 128 MiB per float64
+#: matrix); larger inputs are processed block by block.
+DEFAULT_BLOCK_SIZE = 4096
+
+#: Rows and columns of the tiles within a block: every layer of a tile runs while it is in the cache.
+TILE = 256
+
+
+def padded_rows(n: int) -> int:
+    """Pad ``n`` rows to a few sizes (a multiple of :data:`TILE`) so that repeated calls reuse compiled programs."""
+    return -(-n // TILE) * TILE if n > TILE else max(64, 1 << (n - 1).bit_length())
+
+
+def tile_size(padded: int) -> int:
+    """Rows of the tiles of a block of ``padded`` rows: :data:`TILE`, or the whole block when smaller."""
+    return TILE if padded % TILE == 0 else padded
+
+
+def pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
+    """``x`` with copies of its first row appended up to ``rows`` rows."""
+    if x.shape[0] == rows:
+        return x
+    return np.concatenate([x, np.repeat(x[:1], rows - x.shape[0], axis=0)])
+
+
+def devices() -> list[jax.Device]:
+    """The devices the kernels spread their work over: every device of JAX's default backend."""
+    return jax.devices()
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:.1f} GiB"
+
+
+def check_memory(n1: int, n2: int, block: int, dt: np.dtype, n_devices: int, free: int | None) -> None:
+    """Refuse, naming the memory needed, a result that cannot fit in ``free`` bytes (``None``: unknown, no check)."""
+    result = 2 * n1 * n2 * dt.itemsize
+    in_flight = 0 if n1 <= block and n2 <= block else n_devices * 2 * min(n1, block) * min(n2, block) * dt.itemsize
+    # a single block is computed in place and copied once into the (writable) result
+    needed = result + (result if n1 <= block and n2 <= block else in_flight)
+    if free is not None and needed > free:
+        raise MemoryError(
+            f"kernel of {n1:,} x {n2:,} points in {dt.name} needs about {_gib(needed)} of memory "
+            f"(two {n1:,} x {n2:,} result matrices of {_gib(result / 2)} each, plus the blocks being "
+            f"computed) but only {_gib(free)} is available; use fewer points, dtype=float32, a smaller "
+            f"block_size, or only the entries you need (kernel_diag, kernel_pairs, or kernel on blocks of rows)"
+        )
+
+
+def block_grid(n: int, block: int) -> list[tuple[int, int, int]]:
+    """``(start, rows, padded rows)`` of the blocks of ``n`` rows with at most ``block`` each."""
+    return [(i, min(block, n - i), padded_rows(min(block, n - i))) for i in range(0, n, block)]
+
+
+def rowwise(program: Callable, arrays: list[np.ndarray], arch: Hashable, dt: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``program(*arrays, arch)``, a compiled function of matching rows, with the rows padded and
+    sharded over every device (:func:`devices`); a clear error if the result overflows ``dt``."""
+    pool = devices()
+    n = arrays[0].shape[0]
+    padded = padded_rows(n)
+    padded = -(-padded // len(pool)) * len(pool)
+    sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(pool), ("rows",)),
+                                          jax.sharding.PartitionSpec("rows"))
+    with jax.enable_x64(dt == np.float64):
+        inputs = [jax.device_put(jnp.asarray(pad_rows(x, padded), dt), sharding) for x in arrays]
+        nngp, ntk = program(*inputs, arch)
+        nngp, ntk = np.array(nngp)[:n], np.array(ntk)[:n]
+    if not (np.all(np.isfinite(nngp)) and np.all(np.isfinite(ntk))):
+        raise overflow_error(dt, *arrays)
+    return nngp, ntk
