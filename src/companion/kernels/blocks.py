@@ -1,8 +1,8 @@
 """How :func:`~companion.kernels.recursion.kernel` lays out its work: blocks, tiles, devices and memory.
 
 A kernel matrix is evaluated in blocks of at most ``block_size`` rows and columns, spread over every
-device JAX sees, each block as one program that walks over ``TILE x TILE`` tiles (every layer of a
-tile runs while it is in the cache) and, for ``kernel(x, None)``, only the tiles on and above the
+device JAX sees, each block as one program over its ``TILE x TILE`` tiles (all tiles vmapped, so
+each layer is one vectorised pass) and, for ``kernel(x, None)``, only the tiles on and above the
 diagonal. Row counts are padded to a few sizes so that repeated calls reuse compiled programs, and
 a result that cannot fit in the host's memory is refused before any work.
 """
@@ -24,7 +24,7 @@ __all__ = ["DEFAULT_BLOCK_SIZE", "TILE", "padded_rows", "tile_size", "pad_rows",
 #: matrix); larger inputs are processed block by block.
 DEFAULT_BLOCK_SIZE = 4096
 
-#: Rows and columns of the tiles within a block: every layer of a tile runs while it is in the cache.
+#: Rows and columns of the tiles within a block (the unit of the symmetric half of ``kernel(x, None)``).
 TILE = 256
 
 

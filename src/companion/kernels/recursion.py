@@ -42,7 +42,7 @@ of each other, or antipodal inputs so large that $\sigma_b^2$ is below the round
 (e.g. $x = 10^8$, $x' = -10^8$: an entry of about $-6 \cdot 10^6$ against a scale of $2 \cdot 10^{16}$
 comes out as $\sigma_b^2$), an entry smaller than this bound can have the wrong sign. The recursion is
 ``jax.jit``-compiled per architecture; :func:`kernel` evaluates it block by block over every device
-JAX sees (:mod:`companion.kernels.blocks`), each block as one program that walks over its tiles.
+JAX sees (:mod:`companion.kernels.blocks`), each block as one program over all its tiles.
 """
 
 from __future__ import annotations
@@ -210,38 +210,58 @@ def _matrix(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.A
     return _propagate(*_first_layer(x1, x2, arch), arch)
 
 
-@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(4, 5))
 def _tiled(
     x1: jax.Array, x2: jax.Array, rows: jax.Array, cols: jax.Array, arch: _Arch, tiles: tuple[int, int],
-    mirror: bool,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """The kernel matrices of ``x1`` and ``x2`` computed tile by tile in one program.
+    """The kernel matrices of the tiles ``(rows[p], cols[p])`` of ``x1`` against ``x2``, in one program.
 
-    Tile ``p`` holds rows ``rows[p] * t1 ...`` and columns ``cols[p] * t2 ...``; all of a
-    tile's layers run while it is in the cache, and the tile is written into the result once.
-    ``mirror=True`` (``x1`` is ``x2`` and the tiles are those on and above the diagonal) also
-    writes each tile's transpose below the diagonal, using only the upper triangle of the diagonal
-    tiles: the result is then exactly symmetric and costs about half the pairs.
+    Tile ``p`` pairs rows ``rows[p] * t1 ...`` with columns ``cols[p] * t2 ...``; all tiles are
+    computed together (vmapped), so every layer is one vectorised pass over the tiles. Returns the
+    NNGP and NTK tiles, of shape ``(len(rows), t1, t2)``, and whether all are finite; placing them
+    (and mirroring them for a symmetric result) is :func:`_place`'s work, on the host.
     """
     t1, t2 = tiles
-    upper = jnp.arange(t1)[:, None] <= jnp.arange(t2)[None, :]
+    a = x1.reshape(-1, t1, x1.shape[1])[rows]
+    b = x2.reshape(-1, t2, x2.shape[1])[cols]
+    nngp, ntk = jax.vmap(lambda u, v: _propagate(*_first_layer(u, v, arch), arch))(a, b)
+    return nngp, ntk, jnp.all(jnp.isfinite(nngp)) & jnp.all(jnp.isfinite(ntk))
 
-    def body(p, carry):
-        *out, finite = carry
-        i, j = rows[p] * t1, cols[p] * t2
-        a = jax.lax.dynamic_slice_in_dim(x1, i, t1)
-        b = jax.lax.dynamic_slice_in_dim(x2, j, t2)
-        new = []
-        for matrix, block in zip(out, _propagate(*_first_layer(a, b, arch), arch)):
-            finite &= jnp.all(jnp.isfinite(block))
-            if mirror:
-                block = jnp.where(upper | (i != j), block, block.T)
-                matrix = jax.lax.dynamic_update_slice(matrix, block.T, (j, i))
-            new.append(jax.lax.dynamic_update_slice(matrix, block, (i, j)))
-        return (*new, finite)
 
-    zeros = jnp.zeros((x1.shape[0], x2.shape[0]), x1.dtype)
-    return jax.lax.fori_loop(0, rows.shape[0], body, (zeros, zeros, jnp.array(True)))
+class _Block(NamedTuple):
+    """One dispatched block: its tiles (still computing, asynchronously) and where they go."""
+
+    nngp: jax.Array
+    ntk: jax.Array
+    finite: jax.Array
+    rows: np.ndarray
+    cols: np.ndarray
+    tiles: tuple[int, int]
+    mirror: bool
+
+
+def _place(out: np.ndarray, tiles: np.ndarray, block: _Block, at: tuple[int, int], size: tuple[int, int]) -> None:
+    """Write a block's tiles into ``out[at[0]:, at[1]:]``, cropped to ``size`` (the rows and columns
+    before padding). A mirrored block also writes each tile's transpose below the diagonal and, in
+    the diagonal tiles, copies the upper triangle onto the lower one: the result is exactly
+    symmetric, from about half the pairs."""
+    (i, j), (m, k), (t1, t2) = at, size, block.tiles
+    if not block.mirror:  # every tile, in row-major order: one reshape
+        grid = tiles.reshape(-1, int(block.cols.max()) + 1, t1, t2)
+        out[i: i + m, j: j + k] = grid.transpose(0, 2, 1, 3).reshape(grid.shape[0] * t1, grid.shape[1] * t2)[:m, :k]
+        return
+    for tile, r, c in zip(tiles, block.rows, block.cols):
+        r0, c0 = r * t1, c * t2
+        if r0 >= m or c0 >= k:
+            continue
+        tile = tile[: m - r0, : k - c0]
+        out[i + r0: i + r0 + tile.shape[0], j + c0: j + c0 + tile.shape[1]] = tile
+        if r == c:
+            square = out[i + r0: i + r0 + tile.shape[0], j + c0: j + c0 + tile.shape[1]]
+            lower = np.tril_indices(tile.shape[0], -1)
+            square[lower] = square.T[lower]
+        else:
+            out[j + c0: j + c0 + tile.shape[1], i + r0: i + r0 + tile.shape[0]] = tile.T
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -267,16 +287,19 @@ def available_memory() -> int | None:
 
 
 def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
-               dt: np.dtype, device: jax.Device) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``."""
+               dt: np.dtype, device: jax.Device) -> _Block:
+    """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``; with
+    ``mirror`` (``a`` is ``b``) only the tiles on and above the diagonal."""
     t1, t2 = blocks.tile_size(padded[0]), blocks.tile_size(padded[1])
     if mirror:
         rows, cols = np.triu_indices(padded[0] // t1)
     else:
         rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
     put = functools.partial(jax.device_put, device=device)
-    return _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)), put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
-                  put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2), mirror)
+    nngp, ntk, finite = _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)),
+                               put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
+                               put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2))
+    return _Block(nngp, ntk, finite, rows, cols, (t1, t2), mirror)
 
 
 def kernel(
@@ -335,27 +358,20 @@ def kernel(
     arch = _Arch.of(spec)
     rows, cols = blocks.block_grid(n1, block), blocks.block_grid(n2, block)
     jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
+    nngp = np.empty((n1, n2), dt)
+    ntk = np.empty_like(nngp)
     with jax.enable_x64(dt == np.float64):
-        if len(jobs) == 1:  # one block: computed in place, copied once into a writable array
-            (i, m, pm), (j, k, pk) = jobs[0]
-            nngp, ntk, finite = _run_block(a, b, (pm, pk), symmetric, arch, dt, pool[0])
-            if not bool(finite):
-                raise overflow_error(dt, a, b)
-            return Kernels(np.array(np.asarray(nngp)[:m, :k]), np.array(np.asarray(ntk)[:m, :k]))
-        nngp = np.empty((n1, n2), dt)
-        ntk = np.empty_like(nngp)
         for wave in range(0, len(jobs), len(pool)):
             running = [(job, _run_block(a[job[0][0]: job[0][0] + job[0][1]], b[job[1][0]: job[1][0] + job[1][1]],
                                         (job[0][2], job[1][2]), symmetric and job[0][0] == job[1][0], arch, dt, device))
                        for job, device in zip(jobs[wave: wave + len(pool)], pool)]
-            for ((i, m, _), (j, k, _)), (k_nngp, k_ntk, finite) in running:
-                if not bool(finite):
+            for ((i, m, _), (j, k, _)), done in running:
+                if not bool(done.finite):
                     raise overflow_error(dt, a, b)
-                for out, value in ((nngp, k_nngp), (ntk, k_ntk)):
-                    value = np.asarray(value)[:m, :k]
-                    out[i: i + m, j: j + k] = value
+                for out, tiles in ((nngp, done.nngp), (ntk, done.ntk)):
+                    _place(out, np.asarray(tiles), done, (i, j), (m, k))
                     if symmetric and i != j:
-                        out[j: j + k, i: i + m] = value.T
+                        out[j: j + k, i: i + m] = out[i: i + m, j: j + k].T
     return Kernels(nngp, ntk)
 
 
