@@ -257,15 +257,17 @@ def run(mode: str) -> dict:
     print(f"  {len(programs)} programs, {repeats} interleaved repeats of {chunk} epochs each ...", flush=True)
     times = interleaved(programs, chunks)  # seconds per epoch, per repeat
 
-    def sweep(prefix: str, runs_each: int) -> list[float]:
+    def sweep(names: list[str], runs_each: int) -> list[float]:
         """Seconds per epoch of the whole sweep, per repeat."""
-        names = [n for n in times if n.startswith(prefix)]
         return [sum(times[n][r] for n in names) * runs_each for r in range(repeats)]
 
-    ways = {"vmapped": sweep(f"rpp {n_runs}", 1), "grouped": sweep(f"rpp {grouped}", 1),
-            "per_architecture": sweep("arch ", 1), "jax_per_seed": sweep("seed ", len(seeds))}
+    def per_network(way: str) -> list[str]:
+        return [f"{way} {spec.label}" for spec in specs]
+
+    ways = {"vmapped": sweep([f"rpp {n_runs}"], 1), "grouped": sweep([f"rpp {grouped}"], 1),
+            "per_architecture": sweep(per_network("arch"), 1), "jax_per_seed": sweep(per_network("seed"), len(seeds))}
     if torch is not None:
-        ways["torch_per_seed"] = sweep("torch ", len(seeds))
+        ways["torch_per_seed"] = sweep(per_network("torch"), len(seeds))
     same_shape = {"vmapped": rates["jax_batched"][str(n_runs)], "grouped": rates["jax_batched"][str(grouped)],
                   "per_architecture": rates["jax_batched"][str(len(seeds))], "jax_per_seed": rates["jax_same_shape"],
                   "torch_per_seed": rates.get("torch_same_shape")}

@@ -100,7 +100,7 @@ def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | No
 #: Runs per compiled program that :func:`companion.train.fit_variants` picks on a CPU: each group's
 #: activations (runs x rows x width floats) should stay near the caches; the performance appendix
 #: measures time per run-epoch against this number.
-CPU_RUNS_PER_PROGRAM = 4
+CPU_RUNS_PER_PROGRAM = 2
 
 
 def _check_runs_per_program(runs_per_program: object, runs: int, platform: str) -> int:
