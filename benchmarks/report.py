@@ -12,8 +12,9 @@ from common import ROOT
 RESULTS = ROOT / "benchmarks" / "results"
 IMPL_STYLE = {"companion": "-", "companion, one program": ":", "neural-tangents": "--"}
 DTYPE_COLOUR = {"float32": "C0", "float64": "C3"}
-LABELS = {"vmapped": "(a) JAX, 40 runs vmapped", "per_architecture": "JAX, 10 seeds vmapped per network",
-          "jax_per_seed": "(b) JAX, one seed at a time", "torch_per_seed": "(c) PyTorch, one seed at a time"}
+LABELS = {"vmapped": "(a) JAX, 40 runs in one vmap", "grouped": "(a') JAX, fit_variants' default grouping",
+          "per_architecture": "JAX, 10 seeds vmapped per network", "jax_per_seed": "(b) JAX, one seed at a time",
+          "torch_per_seed": "(c) PyTorch, one seed at a time"}
 
 
 def load(folder: Path = RESULTS) -> dict[str, dict]:
@@ -107,37 +108,56 @@ def plot_kernels(axes, result: dict) -> None:
 
 
 def plot_training(ax, result: dict) -> None:
-    """Seconds per epoch of the whole 40-run sweep, each way, with its ratio to PyTorch."""
-    t = result["benchmarks"]["training"]
-    epochs = t["sweep_epoch_seconds"]
-    names = [k for k in LABELS if k in epochs]
-    values = [epochs[k] for k in names]
-    bars = ax.barh([LABELS[k] for k in names], values, color=["C2", "C2", "C0", "C1"][: len(names)])
-    torch_s = epochs.get("torch_per_seed")
-    for bar, value in zip(bars, values):
-        text = f"{value:.2f} s" + (f"  ({torch_s / value:.2f}x PyTorch)" if torch_s else "")
-        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, " " + text, va="center", fontsize=7)
+    """Seconds per epoch of the whole 40-run sweep, each way (median and range over interleaved
+    repeats), with its speed relative to PyTorch (median and range of the per-repeat ratios)."""
+    ways = result["benchmarks"]["training"]["ways"]
+    names = [k for k in LABELS if k in ways]
+    med = np.array([ways[k]["epoch_median"] for k in names])
+    err = [med - [ways[k]["epoch_min"] for k in names], [ways[k]["epoch_max"] for k in names] - med]
+    colours = {"vmapped": "C2", "grouped": "C2", "per_architecture": "C2", "jax_per_seed": "C0", "torch_per_seed": "C1"}
+    bars = ax.barh([LABELS[k] for k in names], med, xerr=err, capsize=2, color=[colours[k] for k in names])
+    for bar, k in zip(bars, names):
+        w = ways[k]
+        text = f"{w['epoch_median']:.2f} s"
+        if "vs_torch_median" in w and k != "torch_per_seed":
+            text += f"  ({w['vs_torch_median']:.2f}x PyTorch, {w['vs_torch_min']:.2f}-{w['vs_torch_max']:.2f})"
+        ax.text(w["epoch_max"], bar.get_y() + bar.get_height() / 2, " " + text, va="center", fontsize=7)
     ax.invert_yaxis()
-    ax.set(xlabel="seconds per epoch of the 40-run sweep (lower is faster)", xlim=(0, 1.6 * max(values)))
+    ax.set(xlabel="seconds per epoch of the 40-run sweep (lower is faster)", xlim=(0, 1.9 * max(med)))
 
 
-def plot_scaling(axes, result: dict) -> None:
+def training_markdown(result: dict) -> str:
+    """Per way: time per sweep epoch, the extrapolated sweep, achieved FLOP/s against the same-shape
+    matmul rate of its framework and against the square-matmul peak, and the ratio to PyTorch."""
     t = result["benchmarks"]["training"]
-    seeds = t["scaling_seeds"]
-    s = np.array([r["seeds"] for r in seeds])
-    axes[0].plot(s, [r["epoch_s"] for r in seeds], "o-", label="measured")
-    axes[0].plot(s, seeds[0]["epoch_s"] * s, color="grey", lw=0.8, label="linear from 1 seed")
-    axes[0].set(xscale="log", yscale="log", xlabel="seeds vmapped in one program", ylabel="seconds per epoch",
-                title=f"{t['scaling_arch']}, {t['rows']:,} rows")
-    log_axis(axes[0].xaxis)
-    rows = t["scaling_rows"]
-    n = np.array([r["rows"] for r in rows])
-    axes[1].plot(n, [r["epoch_s"] for r in rows], "o-", label="measured")
-    axes[1].plot(n, rows[-1]["epoch_s"] * n / n[-1], color="grey", lw=0.8, label="linear")
-    axes[1].set(xscale="log", yscale="log", xlabel="training rows", title=f"{t['scaling_arch']}, one seed")
-    log_axis(axes[1].xaxis)
-    for ax in axes:
-        ax.legend(fontsize=7)
+    rows = ["| way | s per sweep epoch, median (range) | 2,500 epochs | achieved GFLOP/s | same-shape matmul GFLOP/s "
+            "| share of same-shape rate | share of square-matmul peak | x PyTorch, median (range) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for k in LABELS:
+        if k not in t["ways"]:
+            continue
+        w = t["ways"][k]
+        ratio = (f"{w['vs_torch_median']:.2f} ({w['vs_torch_min']:.2f}-{w['vs_torch_max']:.2f})"
+                 if "vs_torch_median" in w else "–")
+        rows.append(f"| {LABELS[k]} | {w['epoch_median']:.2f} ({w['epoch_min']:.2f}-{w['epoch_max']:.2f}) "
+                    f"| {w['sweep_s'] / 60:.0f} min | {w['achieved_flops'] / 1e9:.0f} | {w['same_shape_flops'] / 1e9:.0f} "
+                    f"| {w['of_same_shape']:.0%} | {w['of_peak']:.0%} | {ratio} |")
+    return "\n".join(rows)
+
+
+def plot_runs_per_program(ax, result: dict) -> None:
+    """Seconds per run-epoch against the runs vmapped together (median and range of the repeats)."""
+    t = result["benchmarks"]["training"]
+    curve = t["runs_per_program"]
+    g = np.array([r["runs_per_program"] for r in curve])
+    med = np.array([r["run_epoch_median"] for r in curve]) * 1e3
+    err = [med - [1e3 * r["run_epoch_min"] for r in curve], [1e3 * r["run_epoch_max"] for r in curve] - med]
+    ax.errorbar(g, med, yerr=err, marker="o", capsize=2, label="fit_variants, 40 runs in groups")
+    ax.axvline(t["grouped_runs_per_program"], color="grey", lw=0.8, ls=":", label="default on this device")
+    ax.set(xscale="log", xlabel="runs vmapped together (runs_per_program)", ylabel="ms per run and epoch",
+           ylim=(0, 1.15 * max(med + err[1])), title=f"{t['rows']:,} rows, width 128")
+    log_axis(ax.xaxis)
+    ax.legend(fontsize=7)
 
 
 def book_markdown(result: dict) -> str:

@@ -105,6 +105,20 @@ def test_fit_variants_equals_one_fit_per_variant(data) -> None:
         np.testing.assert_allclose(joint.predict(data.x), alone.predict(data.x), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("runs_per_program", [1, 3, np.int64(4), None])
+def test_fit_variants_in_groups_equals_one_program_of_all_runs(data, runs_per_program) -> None:
+    # 3 variants x 2 seeds = 6 runs: groups of 1, of 3 (even), of 4 (a remainder of 2), the default
+    heads = HEADS[:3]
+    kwargs = dict(seeds=[2, 7], epochs=20, learning_rates=RATES[:3], batch_size=16)
+    together = fit_variants(heads, data.x, data.y, runs_per_program=6, **kwargs)
+    grouped = fit_variants(heads, data.x, data.y, runs_per_program=runs_per_program, **kwargs)
+    for joint, group in zip(together, grouped):
+        assert group.seeds == joint.seeds and group.model.spec == joint.model.spec
+        np.testing.assert_allclose(group.losses, joint.losses, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(group.predict(data.x), joint.predict(data.x), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(grouped[0].losses, grouped[1].losses), "variants must stay distinct runs"
+
+
 @pytest.mark.parametrize(
     "specs, kwargs, message",
     [
@@ -114,6 +128,9 @@ def test_fit_variants_equals_one_fit_per_variant(data) -> None:
         (HEADS, {"learning_rates": [1e-3, 1e-3]}, "one learning rate per variant"),
         (HEADS, {"learning_rates": 0.0}, "learning_rate must be a positive number"),
         (HEADS, {"optimizer": "lbfgs"}, "unknown optimizer"),
+        (HEADS, {"runs_per_program": 0}, "runs_per_program must be a positive integer or None"),
+        (HEADS, {"runs_per_program": 2.0}, "runs_per_program must be a positive integer or None"),
+        (HEADS, {"runs_per_program": True}, "runs_per_program must be a positive integer or None"),
     ],
 )
 def test_fit_variants_rejects_what_it_cannot_batch(data, specs: list, kwargs: dict, message: str) -> None:

@@ -37,7 +37,6 @@ its statistics.
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,7 +49,16 @@ import optax
 
 from companion import progress
 from companion.arch import MLPSpec
-from companion.models import MLP, check_inputs
+from companion._train_checks import (
+    _as_array,
+    _as_model,
+    _check_data,
+    _check_inputs,
+    _check_learning_rate,
+    _check_run_arguments,
+    _check_runs_per_program,
+)
+from companion.models import MLP
 
 __all__ = ["TrainResult", "fit", "fit_variants", "make_optimizer"]
 
@@ -60,23 +68,6 @@ PROGRESS_STEPS = 20
 
 #: Optimisers known by name; each takes the learning rate (a number or a traced scalar).
 OPTIMIZERS = {"adam": optax.adam, "sgd": optax.sgd}
-
-
-def _check_learning_rate(learning_rate: object) -> float:
-    if isinstance(learning_rate, (bool, np.bool_)) or not (
-        isinstance(learning_rate, numbers.Real) and learning_rate > 0 and math.isfinite(learning_rate)
-    ):
-        raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
-    return float(learning_rate)
-
-
-def _positive_int(value: object, name: str, allow_none: bool = False) -> int | None:
-    """``value`` as an ``int`` if it is a positive integer (numpy integers too), else a clear error."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer{' or None (full batch)' if allow_none else ''}, got {value!r}")
-    return int(value)
 
 
 def _check_optimizer_name(optimizer: object) -> str:
@@ -134,67 +125,6 @@ def _predict(model: nn.Module, params: Any, state: Any, x: jax.Array) -> jax.Arr
     return jax.vmap(lambda p, s: model.apply({"params": p, **s}, x)[..., 0])(params, state)
 
 
-def _check_inputs(module: nn.Module | None, x: jax.Array) -> None:
-    """MLPs (``None``: an MLP to come) take ``(n, d)``; other modules take ``(n, ...)`` and check the rest."""
-    if module is None or isinstance(module, MLP) or getattr(x, "ndim", 0) < 2:
-        check_inputs(x)
-
-
-def _as_model(model: MLPSpec | nn.Module) -> nn.Module:
-    if isinstance(model, MLPSpec):
-        return MLP(model)
-    if isinstance(model, nn.Module):
-        return model
-    raise TypeError(f"expected an MLPSpec or a flax module, got {type(model).__name__}")
-
-
-def _as_array(values: np.typing.ArrayLike, dtype: Any, what: str) -> jax.Array:
-    """``values`` in ``dtype``; finite values too large for it are an error, not a silent infinity."""
-    raw, limit = np.asarray(values), float(np.finfo(dtype).max)
-    if raw.dtype.kind == "f" and raw.size and float(np.finfo(raw.dtype).max) > limit:
-        largest = float(np.max(np.abs(raw), initial=0.0, where=np.isfinite(raw)))
-        if largest > limit:
-            raise ValueError(
-                f"{what} reach {largest:.3g}, too large for {np.dtype(dtype).name} (largest {limit:.3g}); "
-                f"rescale them or use dtype=jax.numpy.float64"
-            )
-    return jnp.asarray(values, dtype=dtype)
-
-
-def _check_data(
-    x: np.typing.ArrayLike, y: np.typing.ArrayLike, dtype: Any, module: nn.Module | None = None
-) -> tuple[jax.Array, jax.Array]:
-    x = _as_array(x, dtype, "inputs")
-    y = _as_array(y, dtype, "targets")
-    _check_inputs(module, x)
-    if x.ndim >= 2 and x.shape[-1] == 0:
-        raise ValueError(f"inputs have shape {tuple(x.shape)}: no features; give at least one feature per point")
-    if x.ndim == 2 and y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.shape != x.shape[:-1]:
-        raise ValueError(
-            f"targets must have shape {x.shape[:-1]} to match {x.shape[0]} inputs, got {tuple(y.shape)}"
-        )
-    if x.shape[0] == 0:
-        raise ValueError("cannot train on an empty data set")
-    if not (bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(y)))):
-        raise ValueError("training data contain NaN or infinity; clean or drop those rows first")
-    return x, y
-
-
-def _check_run_arguments(seeds: Sequence[int], epochs: int, batch_size: int | None) -> tuple[tuple[int, ...], int, int | None]:
-    seeds = tuple(seeds)
-    bad = [s for s in seeds if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral) or not 0 <= s < 2**32]
-    if bad:
-        raise ValueError(f"seeds must be integers from 0 to 2**32 - 1, got {bad[0]!r}")
-    seeds = tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("give at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct, got {seeds}")
-    return seeds, _positive_int(epochs, "epochs"), _positive_int(batch_size, "batch_size", allow_none=True)
-
-
 def _train(
     apply: Callable[[Any, Any, Any, jax.Array], tuple[jax.Array, Any]],
     make_tx: Callable[[Any], optax.GradientTransformation],
@@ -208,12 +138,15 @@ def _train(
     epochs: int,
     batch_size: int | None,
     desc: str,
+    group: int | None = None,
 ) -> tuple[Any, np.ndarray]:
     """Train a batch of runs at once: every leaf of ``params``, ``model_state``, ``hypers`` and
     ``data_keys`` has a leading runs axis. ``apply(params, model_state, hyper, x)`` gives training
     predictions ``(n,)`` and the updated model state (batch statistics; pass ``{}`` for none);
     ``make_tx(hyper)`` the run's optimiser. Returns the trained parameters, the final model state
-    and the losses ``(runs, epochs)``."""
+    and the losses ``(runs, epochs)``. With ``group`` smaller than the number of runs, one program
+    trains them ``group`` at a time (``jax.lax.map`` over vmapped groups): the same runs, a working
+    set of ``group`` runs' activations."""
     n = x.shape[0]
     batch = n if batch_size is None else min(batch_size, n)
     n_batches = -(-n // batch)
@@ -246,9 +179,16 @@ def _train(
         (params, opt_state, mstate), losses = jax.lax.scan(batch_step, (params, opt_state, mstate), (order, weights))
         return (params, opt_state, mstate, key, hyper), jnp.sum(losses) / n
 
+    runs = len(jax.tree_util.tree_leaves(hypers)[0])
+
     @jax.jit
     def run(state: Any, indices: jax.Array) -> tuple[Any, jax.Array]:
-        return jax.vmap(lambda s: jax.lax.scan(epoch, s, indices))(state)
+        def one(s: Any) -> tuple[Any, jax.Array]:
+            return jax.lax.scan(epoch, s, indices)
+
+        if group is None or group >= runs:
+            return jax.vmap(one)(state)
+        return jax.lax.map(one, state, batch_size=group)
 
     opt_state = jax.vmap(lambda p, h: make_tx(h).init(p))(params, hypers)
     state = (params, opt_state, model_state, data_keys, hypers)
@@ -356,6 +296,7 @@ def fit_variants(
     batch_size: int | None = None,
     dtype: Any = jnp.float32,
     desc: str | None = None,
+    runs_per_program: int | None = None,
 ) -> list[TrainResult]:
     """Train several LayerNorm placements x ``seeds``, each with its own learning rate, at once.
 
@@ -364,6 +305,11 @@ def fit_variants(
     starts every variant from the same initial weights and the same batch order, exactly as
     ``fit(spec, ..., seeds=[s])`` would. Returns one :class:`TrainResult` per spec, in order;
     the result equals ``[fit(spec, ..., learning_rate=lr) for spec, lr in zip(specs, learning_rates)]``.
+
+    ``runs_per_program`` runs are vmapped together, the groups one after another in the same compiled
+    program; the results equal one group of all runs up to float rounding. ``None`` (default) picks
+    a small group on a CPU, where all runs' activations together do not fit the caches and one
+    vmap of every run is memory-bound, and all runs at once on an accelerator.
     """
     specs = list(specs)
     if not specs or not all(isinstance(s, MLPSpec) for s in specs):
@@ -385,6 +331,7 @@ def fit_variants(
     x, y = _check_data(x, y, dtype)
     seeds, epochs, batch_size = _check_run_arguments(seeds, epochs, batch_size)
     n_seeds, n_variants = len(seeds), len(specs)
+    group = _check_runs_per_program(runs_per_program, n_seeds * n_variants, jax.default_backend())
 
     # Runs are ordered variant-major: run v * n_seeds + s is variant v with seed s.
     masks = jnp.asarray([[h in spec.layernorm for h in range(1, base.depth + 1)] for spec in specs])
@@ -401,7 +348,7 @@ def fit_variants(
         lambda h: make(h["learning_rate"]),
         params, {}, hypers, data_keys, x, y,
         epochs=epochs, batch_size=batch_size,
-        desc=desc or f"training {n_variants} variants x {n_seeds} seed(s)",
+        desc=desc or f"training {n_variants} variants x {n_seeds} seed(s)", group=group,
     )
     results = []
     for v, spec in enumerate(specs):
