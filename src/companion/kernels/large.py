@@ -65,7 +65,18 @@ class LargeRegression:
 
 
 def peak_memory_bytes() -> int:
-    """Peak resident memory of this process so far (``ru_maxrss``), in bytes."""
+    """Peak resident memory of this process so far, in bytes.
+
+    On Linux the kernel's high-water mark ``VmHWM``, which starts afresh when a program starts;
+    ``ru_maxrss`` (used elsewhere) can carry over the peak of the parent that started the process.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
