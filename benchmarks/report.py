@@ -55,11 +55,11 @@ def kernel_ratios(result: dict) -> list[dict]:
 
 
 def log_axis(axis) -> None:
-    """Plain tick labels on a log axis (``250``, ``1,000``), no minor labels: they never overlap."""
+    """Plain tick labels on a log axis (``2.5``, ``250``, ``1,000``), no minor labels: they never overlap."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.5, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
 
