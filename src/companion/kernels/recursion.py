@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import jax
@@ -207,32 +208,51 @@ def _first_layer(
 
 @functools.partial(jax.jit, static_argnums=2)
 def _matrix(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
-    return _propagate(*_first_layer(x1, x2, arch), arch)
+    return _unpacked(_packed(x1, x2, arch))
+
+
+def _packed(x1: jax.Array, x2: jax.Array, arch: _Arch, mode: str = "matrix") -> jax.Array:
+    """NNGP and NTK as the real and imaginary parts of one complex array.
+
+    One output lets XLA evaluate the whole recursion in a single fused pass per entry. Asked for two
+    outputs, it splits the recursion into several passes that recompute the arc-cosine and write
+    and re-read intermediate matrices: about three times slower on a CPU (``benchmarks/``). Packing
+    is exact: the parts are the float results themselves.
+    """
+    nngp, ntk = _propagate(*_first_layer(x1, x2, arch, mode), arch, diagonal=mode == "diagonal")
+    return jax.lax.complex(nngp, ntk)
+
+
+def _unpacked(z: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(nngp, ntk)`` from :func:`_packed`; the barrier keeps XLA from fusing the recursion twice."""
+    z = jax.lax.optimization_barrier(z)
+    return jnp.real(z), jnp.imag(z)
 
 
 @functools.partial(jax.jit, static_argnums=(4, 5))
 def _tiled(
     x1: jax.Array, x2: jax.Array, rows: jax.Array, cols: jax.Array, arch: _Arch, tiles: tuple[int, int],
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array]:
     """The kernel matrices of the tiles ``(rows[p], cols[p])`` of ``x1`` against ``x2``, in one program.
 
     Tile ``p`` pairs rows ``rows[p] * t1 ...`` with columns ``cols[p] * t2 ...``; all tiles are
     computed together (vmapped), so every layer is one vectorised pass over the tiles. Returns the
-    NNGP and NTK tiles, of shape ``(len(rows), t1, t2)``, and whether all are finite; placing them
-    (and mirroring them for a symmetric result) is :func:`_place`'s work, on the host.
+    tiles packed by :func:`_packed` (NNGP real, NTK imaginary), of shape ``(len(rows), t1, t2)``,
+    and whether all are finite; placing them (and mirroring them for a symmetric result) is
+    :func:`_place`'s work, on the host.
     """
     t1, t2 = tiles
     a = x1.reshape(-1, t1, x1.shape[1])[rows]
     b = x2.reshape(-1, t2, x2.shape[1])[cols]
-    nngp, ntk = jax.vmap(lambda u, v: _propagate(*_first_layer(u, v, arch), arch))(a, b)
-    return nngp, ntk, jnp.all(jnp.isfinite(nngp)) & jnp.all(jnp.isfinite(ntk))
+    # The barrier: the finiteness check reads the result rather than fusing the recursion again.
+    packed = jax.lax.optimization_barrier(jax.vmap(lambda u, v: _packed(u, v, arch))(a, b))
+    return packed, jnp.all(jnp.isfinite(packed))
 
 
 class _Block(NamedTuple):
-    """One dispatched block: its tiles (still computing, asynchronously) and where they go."""
+    """One dispatched block: its packed tiles (still computing, asynchronously) and where they go."""
 
-    nngp: jax.Array
-    ntk: jax.Array
+    packed: jax.Array
     finite: jax.Array
     rows: np.ndarray
     cols: np.ndarray
@@ -240,38 +260,47 @@ class _Block(NamedTuple):
     mirror: bool
 
 
-def _place(out: np.ndarray, tiles: np.ndarray, block: _Block, at: tuple[int, int], size: tuple[int, int]) -> None:
-    """Write a block's tiles into ``out[at[0]:, at[1]:]``, cropped to ``size`` (the rows and columns
-    before padding). A mirrored block also writes each tile's transpose below the diagonal and, in
-    the diagonal tiles, copies the upper triangle onto the lower one: the result is exactly
-    symmetric, from about half the pairs."""
+def _place(out: np.ndarray, tiles: np.ndarray, block: _Block, at: tuple[int, int], size: tuple[int, int],
+           transpose_too: bool) -> None:
+    """Write one part of a block's tiles (``packed.real`` or ``packed.imag``) into ``out[at[0]:, at[1]:]``,
+    cropped to ``size`` (the rows and columns before padding); ``transpose_too``: also write the
+    block's transpose at ``out[at[1]:, at[0]:]`` (an off-diagonal block of a symmetric result).
+
+    A mirrored block holds the tiles on and above the diagonal in row-major order, so each row of
+    tiles is one band: it is written with one assignment, its transpose below the diagonal with
+    another, and in the diagonal tile the upper triangle is copied onto the lower one. The result
+    is exactly symmetric, from about half the pairs.
+    """
     (i, j), (m, k), (t1, t2) = at, size, block.tiles
     if not block.mirror:  # every tile, in row-major order: one reshape
         grid = tiles.reshape(-1, int(block.cols.max()) + 1, t1, t2)
         out[i: i + m, j: j + k] = grid.transpose(0, 2, 1, 3).reshape(grid.shape[0] * t1, grid.shape[1] * t2)[:m, :k]
+        if transpose_too:
+            out[j: j + k, i: i + m] = out[i: i + m, j: j + k].T
         return
-    for tile, r, c in zip(tiles, block.rows, block.cols):
-        r0, c0 = r * t1, c * t2
-        if r0 >= m or c0 >= k:
-            continue
-        tile = tile[: m - r0, : k - c0]
-        out[i + r0: i + r0 + tile.shape[0], j + c0: j + c0 + tile.shape[1]] = tile
-        if r == c:
-            square = out[i + r0: i + r0 + tile.shape[0], j + c0: j + c0 + tile.shape[1]]
-            lower = np.tril_indices(tile.shape[0], -1)
+    start = 0
+    for r in range(int(block.rows.max()) + 1):
+        count = int(np.count_nonzero(block.rows == r))
+        r0 = r * t1
+        if r0 < m:
+            h = min(t1, m - r0)
+            band = tiles[start: start + count].transpose(1, 0, 2).reshape(t1, count * t1)[:h, : m - r0]
+            out[i + r0: i + m, j + r0: j + r0 + h] = band.T
+            out[i + r0: i + r0 + h, j + r0: j + m] = band
+            square = out[i + r0: i + r0 + h, j + r0: j + r0 + h]
+            lower = np.tril_indices(h, -1)
             square[lower] = square.T[lower]
-        else:
-            out[j + c0: j + c0 + tile.shape[1], i + r0: i + r0 + tile.shape[0]] = tile.T
+        start += count
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def _paired(x1: jax.Array, x2: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
-    return _propagate(*_first_layer(x1, x2, arch, "pairs"), arch)
+    return _unpacked(_packed(x1, x2, arch, "pairs"))
 
 
 @functools.partial(jax.jit, static_argnums=1)
 def _diagonal(x: jax.Array, arch: _Arch) -> tuple[jax.Array, jax.Array]:
-    return _propagate(*_first_layer(x, x, arch, "diagonal"), arch, diagonal=True)
+    return _unpacked(_packed(x, x, arch, "diagonal"))
 
 
 def available_memory() -> int | None:
@@ -296,10 +325,10 @@ def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bo
     else:
         rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
     put = functools.partial(jax.device_put, device=device)
-    nngp, ntk, finite = _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)),
+    packed, finite = _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)),
                                put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
                                put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2))
-    return _Block(nngp, ntk, finite, rows, cols, (t1, t2), mirror)
+    return _Block(packed, finite, rows, cols, (t1, t2), mirror)
 
 
 def kernel(
@@ -360,7 +389,7 @@ def kernel(
     jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     nngp = np.empty((n1, n2), dt)
     ntk = np.empty_like(nngp)
-    with jax.enable_x64(dt == np.float64):
+    with jax.enable_x64(dt == np.float64), ThreadPoolExecutor(2) as placing:
         for wave in range(0, len(jobs), len(pool)):
             running = [(job, _run_block(a[job[0][0]: job[0][0] + job[0][1]], b[job[1][0]: job[1][0] + job[1][1]],
                                         (job[0][2], job[1][2]), symmetric and job[0][0] == job[1][0], arch, dt, device))
@@ -368,10 +397,10 @@ def kernel(
             for ((i, m, _), (j, k, _)), done in running:
                 if not bool(done.finite):
                     raise overflow_error(dt, a, b)
-                for out, tiles in ((nngp, done.nngp), (ntk, done.ntk)):
-                    _place(out, np.asarray(tiles), done, (i, j), (m, k))
-                    if symmetric and i != j:
-                        out[j: j + k, i: i + m] = out[i: i + m, j: j + k].T
+                packed = np.asarray(done.packed)
+                # NumPy releases the GIL while copying: the two matrices are written side by side.
+                list(placing.map(lambda part: _place(*part, done, (i, j), (m, k), symmetric and i != j),
+                                 ((nngp, packed.real), (ntk, packed.imag))))
     return Kernels(nngp, ntk)
 
 
