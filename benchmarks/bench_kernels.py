@@ -15,12 +15,15 @@ so a burst of other work on a shared machine hits all of them; per repeat the ra
 neural-tangents' time to companion's is recorded, and its median, minimum and maximum reported.
 The same ratio of CPU time (``time.process_time``, all threads of this process), which other
 processes on a busy machine disturb much less than the wall time, is recorded too. Also recorded: compile time (first call minus the median), peak resident memory above the level
-before the call (CPU), and the largest differences between companion and neural-tangents. Then
-``kernel(x, None)`` at sizes up to the largest whose result fits the available memory.
+before the call (CPU), and the largest differences between companion and neural-tangents. At the
+largest ``n``, the device time of ``kernel``'s tile program with NNGP and NTK packed in one complex
+output against the same program with two outputs (interleaved likewise). Then ``kernel(x, None)``
+at sizes up to the largest whose result fits the available memory.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import time
@@ -31,7 +34,7 @@ import numpy as np
 
 from common import PeakRSS, load_average, timed
 from companion.arch import theory_spec
-from companion.kernels import kernel, kernel_fn, stax_model
+from companion.kernels import blocks, kernel, kernel_fn, recursion, stax_model
 
 FEATURES = 9
 SIZES = {"quick": [250, 1000, 4000], "full": [250, 500, 1000, 2000, 4000, 8000]}
@@ -126,6 +129,34 @@ def _case(spec, dtype, n: int, repeats: int) -> list[dict]:
     return rows
 
 
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _two_outputs(x1, x2, rows, cols, arch, tile):
+    """The tile program of ``kernel(x, None)`` as it was before packing: NNGP and NTK as two outputs."""
+    a = x1.reshape(-1, tile, x1.shape[1])[rows]
+    b = x2.reshape(-1, tile, x2.shape[1])[cols]
+    nngp, ntk = jax.vmap(lambda u, v: recursion._propagate(*recursion._first_layer(u, v, arch), arch))(a, b)
+    return nngp, ntk, jnp.all(jnp.isfinite(nngp)) & jnp.all(jnp.isfinite(ntk))
+
+
+def _packing(spec, dtype, n: int, repeats: int) -> dict:
+    """Device time of the tiles on and above the diagonal (no placement on the host): the recursion
+    with NNGP and NTK packed in one complex output (what ``kernel`` runs) against two outputs."""
+    arch = recursion._Arch.of(spec)
+    padded = blocks.padded_rows(n)
+    tile = blocks.tile_size(padded)
+    rows, cols = np.triu_indices(padded // tile)
+    with jax.enable_x64(dtype == np.float64):
+        x = jnp.asarray(blocks.pad_rows(_inputs(n), padded), dtype)
+        r, c = jnp.asarray(rows, jnp.int32), jnp.asarray(cols, jnp.int32)
+        runs = {"one packed output": lambda: jax.block_until_ready(recursion._tiled(x, x, r, c, arch, (tile, tile))),
+                "two outputs": lambda: jax.block_until_ready(_two_outputs(x, x, r, c, arch, tile))}
+        timings = _interleaved(runs, repeats)
+    ratios = [two / one for one, two in zip(timings["one packed output"]["runs_s"], timings["two outputs"]["runs_s"])]
+    return {"arch": spec.label, "dtype": np.dtype(dtype).name, "n": n,
+            **{f"{impl}_s": t["run_s"] for impl, t in timings.items()},
+            "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+
+
 def run(mode: str) -> dict:
     before = load_average()
     matrix = []
@@ -138,6 +169,12 @@ def run(mode: str) -> dict:
                       + ", ".join(f"{r['impl']} {r['run_s']:.3f}s" for r in matrix[-3:])
                       + f"; neural-tangents / companion {matrix[-3]['speedup_median']:.2f} "
                         f"({matrix[-3]['speedup_min']:.2f}-{matrix[-3]['speedup_max']:.2f})", flush=True)
+    packing = []
+    for placement in PLACEMENTS:
+        for dtype in (np.float32, np.float64):
+            packing.append(_packing(theory_spec(layernorm=placement), dtype, SIZES[mode][-1], REPEATS[mode]))
+            print(f"  tile program {packing[-1]['arch']:9s} {packing[-1]['dtype']}: two outputs / one packed "
+                  f"{packing[-1]['ratio_median']:.2f}", flush=True)
     blocked = []
     spec = theory_spec(layernorm="every")
     for dtype in (np.float32, np.float64):
@@ -153,5 +190,5 @@ def run(mode: str) -> dict:
             t.pop("result")
             blocked.append({"arch": spec.label, "dtype": np.dtype(dtype).name, "n": n, **t})
             print(f"  blocked kernel {np.dtype(dtype).name} n={n}: {t['run_s']:.2f}s", flush=True)
-    return {"load_before": before, "load_after": load_average(), "matrix": matrix, "blocked": blocked,
+    return {"load_before": before, "load_after": load_average(), "matrix": matrix, "packing": packing, "blocked": blocked,
             "features": FEATURES, "threads": os.cpu_count(), "devices": len(jax.devices())}

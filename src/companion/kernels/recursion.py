@@ -239,7 +239,7 @@ def _tiled(
     computed together (vmapped), so every layer is one vectorised pass over the tiles. Returns the
     tiles packed by :func:`_packed` (NNGP real, NTK imaginary), of shape ``(len(rows), t1, t2)``,
     and whether all are finite; placing them (and mirroring them for a symmetric result) is
-    :func:`_place`'s work, on the host.
+    :func:`companion.kernels.blocks.place`'s work, on the host.
     """
     t1, t2 = tiles
     a = x1.reshape(-1, t1, x1.shape[1])[rows]
@@ -247,50 +247,6 @@ def _tiled(
     # The barrier: the finiteness check reads the result rather than fusing the recursion again.
     packed = jax.lax.optimization_barrier(jax.vmap(lambda u, v: _packed(u, v, arch))(a, b))
     return packed, jnp.all(jnp.isfinite(packed))
-
-
-class _Block(NamedTuple):
-    """One dispatched block: its packed tiles (still computing, asynchronously) and where they go."""
-
-    packed: jax.Array
-    finite: jax.Array
-    rows: np.ndarray
-    cols: np.ndarray
-    tiles: tuple[int, int]
-    mirror: bool
-
-
-def _place(out: np.ndarray, tiles: np.ndarray, block: _Block, at: tuple[int, int], size: tuple[int, int],
-           transpose_too: bool) -> None:
-    """Write one part of a block's tiles (``packed.real`` or ``packed.imag``) into ``out[at[0]:, at[1]:]``,
-    cropped to ``size`` (the rows and columns before padding); ``transpose_too``: also write the
-    block's transpose at ``out[at[1]:, at[0]:]`` (an off-diagonal block of a symmetric result).
-
-    A mirrored block holds the tiles on and above the diagonal in row-major order, so each row of
-    tiles is one band: it is written with one assignment, its transpose below the diagonal with
-    another, and in the diagonal tile the upper triangle is copied onto the lower one. The result
-    is exactly symmetric, from about half the pairs.
-    """
-    (i, j), (m, k), (t1, t2) = at, size, block.tiles
-    if not block.mirror:  # every tile, in row-major order: one reshape
-        grid = tiles.reshape(-1, int(block.cols.max()) + 1, t1, t2)
-        out[i: i + m, j: j + k] = grid.transpose(0, 2, 1, 3).reshape(grid.shape[0] * t1, grid.shape[1] * t2)[:m, :k]
-        if transpose_too:
-            out[j: j + k, i: i + m] = out[i: i + m, j: j + k].T
-        return
-    start = 0
-    for r in range(int(block.rows.max()) + 1):
-        count = int(np.count_nonzero(block.rows == r))
-        r0 = r * t1
-        if r0 < m:
-            h = min(t1, m - r0)
-            band = tiles[start: start + count].transpose(1, 0, 2).reshape(t1, count * t1)[:h, : m - r0]
-            out[i + r0: i + m, j + r0: j + r0 + h] = band.T
-            out[i + r0: i + r0 + h, j + r0: j + m] = band
-            square = out[i + r0: i + r0 + h, j + r0: j + r0 + h]
-            lower = np.tril_indices(h, -1)
-            square[lower] = square.T[lower]
-        start += count
 
 
 @functools.partial(jax.jit, static_argnums=2)
@@ -316,7 +272,7 @@ def available_memory() -> int | None:
 
 
 def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
-               dt: np.dtype, device: jax.Device) -> _Block:
+               dt: np.dtype, device: jax.Device) -> blocks.Block:
     """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``; with
     ``mirror`` (``a`` is ``b``) only the tiles on and above the diagonal."""
     t1, t2 = blocks.tile_size(padded[0]), blocks.tile_size(padded[1])
@@ -328,7 +284,7 @@ def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bo
     packed, finite = _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)),
                                put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
                                put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2))
-    return _Block(packed, finite, rows, cols, (t1, t2), mirror)
+    return blocks.Block(packed, finite, rows, cols, (t1, t2), mirror)
 
 
 def kernel(
@@ -399,7 +355,7 @@ def kernel(
                     raise overflow_error(dt, a, b)
                 packed = np.asarray(done.packed)
                 # NumPy releases the GIL while copying: the two matrices are written side by side.
-                list(placing.map(lambda part: _place(*part, done, (i, j), (m, k), symmetric and i != j),
+                list(placing.map(lambda part: blocks.place(*part, done, (i, j), (m, k), symmetric and i != j),
                                  ((nngp, packed.real), (ntk, packed.imag))))
     return Kernels(nngp, ntk)
 
