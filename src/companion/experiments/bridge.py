@@ -19,7 +19,7 @@ and compares the mean prediction over seeds with the infinite-width kernel predi
   with the MSE loss $\frac{1}{n} \sum_i (f(x_i) - y_i)^2$ and learning rate ``lr``, the residual on the
   training set evolves as $(I - \eta \Theta)^t y$ with $\eta = 2 \cdot \text{lr} / n$, so the expected
   prediction after ``t`` steps is $\Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t) y$
-  (:func:`gd_kernel_mean`).
+  (:func:`~companion.kernels.ensemble.gd_kernel_mean`).
 
 Two numbers say how far the trained networks are from a kernel prediction out of distribution,
 over the grid points beyond ``ood_from`` half-widths of the training interval: :func:`ood_gap`,
@@ -34,7 +34,7 @@ The NTK theory predicts that noise too. The linearised infinitely wide network a
 $f_t(x) = f_0(x) + A(x) (y - f_0(X))$ with $A(x) = \Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t)$
 and $f_0$ the Gaussian process with the NNGP kernel ``K``, so over initialisations it is Gaussian
 with the mean above and the variance $K(x, x) - 2 A(x) K(X, x) + A(x) K(X, X) A(x)^\top$ (Lee et
-al. 2019; :func:`gd_kernel_ensemble`; neural-tangents' ``gradient_descent_mse_ensemble`` with
+al. 2019; :func:`~companion.kernels.ensemble.gd_kernel_ensemble`; neural-tangents' ``gradient_descent_mse_ensemble`` with
 ``compute_cov=True`` computes the same in continuous time). The mean of ``S`` seeds then misses
 the kernel mean by $\sqrt{\text{variance} / S}$ at each point: :meth:`Bridge.noise_floor` is that
 expected gap, and :meth:`Bridge.z_rms` the root-mean-square of the misses in units of it, about 1
@@ -52,12 +52,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy import linalg
 
-from companion import artefacts, kernels, profile
+from companion import artefacts, profile
 from companion.arch import MLPSpec
 from companion.data.toy import ToyData, make_1d
 from companion.experiments.toy import growth
+from companion.kernels.ensemble import gd_kernel_ensemble, gd_kernel_mean, neural_tangents_ensemble
 from companion.stats import MeanCI, mean_ci
 from companion.train import fit_variants
 
@@ -100,65 +100,6 @@ CONFIGS = {
 def config(profile_name: str | None = None) -> Config:
     """The configuration of the active profile (or of ``profile_name``)."""
     return profile.select(CONFIGS, profile_name)
-
-
-def gd_kernel_mean(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float, steps: int) -> np.ndarray:
-    r"""Expected prediction of the infinitely wide network after ``steps`` of full-batch gradient
-    descent on $\operatorname{mean} (f - y)^2$ with learning rate ``lr``: $\Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t) y$."""
-    return gd_kernel_ensemble(x, y, x_test, spec, lr, steps)[0]
-
-
-def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
-                       steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    r"""Mean and variance over initialisations of the linearised infinitely wide network at ``x_test``.
-
-    After ``steps`` of full-batch gradient descent on $\operatorname{mean} (f - y)^2$ with learning rate ``lr``
-    ($\eta = 2 \cdot \text{lr} / n$), or trained to convergence when ``steps`` is ``None``:
-    $A = \Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t)$, mean ``A y`` and variance
-    $K(x, x) - 2 A K(X, x) + A K(X, X) A^\top$ with ``K`` the NNGP kernel (Lee et al. 2019).
-    """
-    train = kernels.kernel(x, x, spec)
-    cross = kernels.kernel(x_test, x, spec)
-    diagonal = kernels.kernel_diag(x_test, spec).nngp
-    lam, vec = linalg.eigh(train.ntk)
-    if steps is None:
-        if lam.min() <= 0:
-            raise ValueError("the NTK Gram matrix is not positive definite; the converged network is undefined")
-        filt = 1 / lam
-    else:
-        eta = 2 * lr / len(y)
-        if eta * lam.max() >= 2:
-            raise ValueError(f"gradient descent with learning rate {lr} diverges on this kernel "
-                             f"(eta * lambda_max = {eta * lam.max():.2f} >= 2); lower the learning rate")
-        lam = np.maximum(lam, 0.0)
-        # (1 - (1 - eta lam)^t) / lam, continued by eta t at lam = 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            filt = np.where(lam > 1e-12, (1 - (1 - eta * lam) ** steps) / lam, eta * steps)
-    a = ((cross.ntk @ vec) * filt) @ vec.T  # A(x) for every test point, (n_test, n)
-    variance = diagonal - 2 * np.sum(a * cross.nngp, axis=1) + np.sum((a @ train.nngp) * a, axis=1)
-    return a @ y, np.maximum(variance, 0.0)
-
-
-def neural_tangents_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
-                             steps: int | None) -> tuple[np.ndarray, np.ndarray]:
-    r"""The same mean and variance from neural-tangents' ``gradient_descent_mse_ensemble`` (an independent code).
-
-    neural-tangents trains in continuous time on $\|f - y\|^2 / (2 n)$; our loss $\operatorname{mean} (f - y)^2$
-    is twice that, so ``lr`` for ``steps`` steps is its time ``t = 2 lr steps`` (gradient flow: equal
-    to :func:`gd_kernel_ensemble` when $\eta \lambda_\text{max}$ is small, exactly at ``steps=None``).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from companion.nt import nt
-
-    _, _, kernel_fn = kernels.stax_model(spec)
-    with jax.enable_x64(True):
-        predict = nt.predict.gradient_descent_mse_ensemble(kernel_fn, jnp.asarray(x), jnp.asarray(y)[:, None],
-                                                           diag_reg=0.0)
-        t = None if steps is None else 2 * lr * steps
-        out = predict(t=t, x_test=jnp.asarray(x_test), get="ntk", compute_cov=True)
-        return np.asarray(out.mean)[:, 0], np.diagonal(np.asarray(out.covariance)).copy()
 
 
 def ood_gap(prediction: np.ndarray, reference: np.ndarray, distance: np.ndarray, ood_from: float, scale: float) -> float:

@@ -19,6 +19,8 @@ Entry points
 - :func:`stax_model`: the same network in neural-tangents (reference kernels, finite networks)
 - :func:`empirical_ntk`: the finite-width NTK of a flax network at initialisation
 - :func:`empirical_ntk_fn`: the finite-width NTK of any ``f(params, x)`` (JAX transforms only)
+- :mod:`companion.kernels.ensemble`: mean and variance over initialisations of the linearised
+  infinitely wide network after gradient descent
 
 Conventions: NTK parametrisation with the weight scales of :attr:`MLPSpec.weight_scales` and bias
 scale $\sigma_b$ in every layer, scalar output, parameter-free LayerNorm between a hidden layer's
