@@ -105,6 +105,28 @@ def test_artefact_run_is_resumable(tiny: list, tmp_path: Path) -> None:
     assert record.provenance["trained_with_seeds"] == [1] and record.provenance["versions"]["jax"]
 
 
+def test_an_interrupted_artefact_run_leaves_a_summary_of_what_it_finished(tiny: list, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    logged = protein.train  # the fixture's, which appends to ``tiny``
+
+    def interrupted(cfg, data, method, seeds):
+        if len(tiny) == 3:  # LN first seeds 0 and 1, no LN seed 0 are done
+            raise KeyboardInterrupt
+        return logged(cfg, data, method, seeds)
+
+    monkeypatch.setattr(protein, "train", interrupted)
+    tiny.clear()
+    with pytest.raises(KeyboardInterrupt):
+        protein.run_artefact("ci", out=tmp_path, seeds_at_once=1)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert not summary["complete"] and summary["runs"] == 3
+    assert set(summary["table_1"]) == {"LN first"}, "a method with one run has no interval yet"
+    loaded = protein.load_artefact("ci", tmp_path)
+    assert not loaded.complete and set(loaded.table()) == {"LN first"}
+    assert [r.seed for r in loaded.records["no LN"]] == [0]
+    assert "—" in protein.table_1_markdown({"partial": loaded})
+
+
 def test_artefacts_of_another_configuration_are_not_mixed(tiny: list, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(protein.CONFIGS, "ci", dataclasses.replace(TINY, placements=("none",)))

@@ -260,6 +260,7 @@ def resume(
     train: Callable[[str, list[int]], list[dict[str, Any]]],
     seeds_at_once: int | None,
     default_seeds_at_once: int = 1,
+    on_saved: Callable[[], None] | None = None,
 ) -> None:
     """Train every (method, seed) without a saved run, ``seeds_at_once`` seeds per call of ``train``.
 
@@ -269,7 +270,8 @@ def resume(
     another configuration is an error at once, and so is another ``seeds_at_once`` (vmapping
     another number of seeds changes results by rounding, see :mod:`companion.train`; one folder
     must not mix them). ``seeds_at_once=None`` continues with the folder's value, or
-    ``default_seeds_at_once`` for a new folder.
+    ``default_seeds_at_once`` for a new folder. ``on_saved()`` is called after each call's runs are
+    saved (e.g. to refresh a summary, so that an interrupted run leaves one).
     """
     if seeds_at_once is not None and (isinstance(seeds_at_once, bool) or not (
             isinstance(seeds_at_once, numbers.Integral) and seeds_at_once >= 1)):
@@ -296,6 +298,8 @@ def resume(
             for seed, content in zip(batch, contents, strict=True):
                 save_run(folder, method, seed, content | {"provenance": origin}, config_fingerprint)
             print(f"{method}: seed(s) {batch} saved", flush=True)
+            if on_saved is not None:
+                on_saved()
 
 
 # ---- what the book's status page lists: every saved result with its provenance -----------------

@@ -38,7 +38,7 @@ from companion.train import fit
 __all__ = [
     "Config", "CONFIGS", "batching_effect", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "XGBOOST", "Record", "Results",
     "config", "fingerprint", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
-    "main", "paper_agreement", "table_1_markdown", "plot_figure_3", "xgboost_over_splits", "training_flops",
+    "main", "paper_agreement", "table_1_markdown", "write_summary", "plot_figure_3", "xgboost_over_splits", "training_flops",
 ]
 
 XGBOOST = "XGBoost"
@@ -205,8 +205,9 @@ class Results:
         return np.array([getattr(r, f"r2_{part}") for r in self.records[method]])
 
     def table(self) -> dict[str, dict[str, MeanCI]]:
-        """Table 1: ``{method: {"ood": MeanCI, "id": MeanCI}}``."""
-        return {m: {p: mean_ci(self.r2(m, p)) for p in PARTS} for m in self.records}
+        """Table 1: ``{method: {"ood": MeanCI, "id": MeanCI}}``; a method with fewer than two runs
+        (an interrupted ``full`` run) has no interval and is left out until it has two."""
+        return {m: {p: mean_ci(self.r2(m, p)) for p in PARTS} for m, runs in self.records.items() if len(runs) >= 2}
 
     def bold(self, part: str) -> set[str]:
         """Methods the paper's rule would set in bold in row ``part``."""
@@ -332,22 +333,6 @@ def _collect(cfg: Config, folder: Path) -> Results:
     return Results(cfg, {m: [_from_json(c) for c in runs if c] for m, runs in found.items() if any(runs)})
 
 
-def _summary(results: Results, profile_name: str) -> dict:
-    runs = [r for rs in results.records.values() for r in rs]
-    return {
-        "experiment": "protein", "profile": profile_name, "complete": results.complete,
-        "config": dataclasses.asdict(results.config), "config_fingerprint": fingerprint(results.config),
-        "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
-        "runs": len(runs), "wall_seconds": round(sum(r.seconds for r in runs), 1),
-        "table_1": {m: {p: [round(float(s.mean), 4), round(float(s.half_width), 4)] for p, s in parts.items()}
-                    for m, parts in results.table().items() if len(results.records[m]) >= 2},
-        "run_dates": sorted({r.provenance.get("date", "?") for r in runs}),
-        "run_devices": sorted({d for r in runs for d in r.provenance.get("devices", [])}),
-        "run_commits": sorted({str(r.provenance.get("commit")) for r in runs}),
-        "provenance": artefacts.provenance(),
-    }
-
-
 def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds_at_once: int | None = None,
                  redrawn: bool = False) -> Path:
     """Run (or finish) the experiment of ``profile_name``, one file per (method, seed); return the folder.
@@ -363,11 +348,34 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None, seeds
     split = load_split(cfg)
     artefacts.resume(folder, methods(cfg), range(cfg.seeds), fingerprint(cfg),
                      lambda m, seeds: [_to_json(r) for r in train(cfg, split, m, seeds)],
-                     seeds_at_once, default_seeds_at_once=cfg.seeds)
-    summary = _summary(_collect(cfg, folder), name)
-    artefacts.write_json(folder / "summary.json", summary)
-    print(f"wrote {folder / 'summary.json'} ({summary['runs']} runs, {summary['wall_seconds']:.0f} s of training)")
+                     seeds_at_once, default_seeds_at_once=cfg.seeds,
+                     on_saved=lambda: write_summary(cfg, name, folder, quiet=True))
+    write_summary(cfg, name, folder)
     return folder
+
+
+def write_summary(cfg: Config, profile_name: str, folder: Path, quiet: bool = False) -> dict:
+    """Write ``folder/summary.json`` from the runs saved there so far (``complete`` says whether
+    every method has every seed); :func:`run_artefact` refreshes it after every saved run, so an
+    interrupted run leaves a summary of what it finished."""
+    results = _collect(cfg, folder)
+    runs = [r for rs in results.records.values() for r in rs]
+    summary = {
+        "experiment": "protein", "profile": profile_name, "complete": results.complete,
+        "config": dataclasses.asdict(results.config), "config_fingerprint": fingerprint(results.config),
+        "data": {"file": casp.FILENAME, "sha256": casp.SHA256},
+        "runs": len(runs), "wall_seconds": round(sum(r.seconds for r in runs), 1),
+        "table_1": {m: {p: [round(float(s.mean), 4), round(float(s.half_width), 4)] for p, s in parts.items()}
+                    for m, parts in results.table().items()},
+        "run_dates": sorted({r.provenance.get("date", "?") for r in runs}),
+        "run_devices": sorted({d for r in runs for d in r.provenance.get("devices", [])}),
+        "run_commits": sorted({str(r.provenance.get("commit")) for r in runs}),
+        "provenance": artefacts.provenance(),
+    }
+    artefacts.write_json(folder / "summary.json", summary)
+    if not quiet:
+        print(f"wrote {folder / 'summary.json'} ({summary['runs']} runs, {summary['wall_seconds']:.0f} s of training)")
+    return summary
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None, redrawn: bool = False) -> Results | None:
