@@ -105,9 +105,9 @@ def place(out: np.ndarray, tiles: np.ndarray, block: Block, at: tuple[int, int],
         if transpose_too:
             out[j: j + k, i: i + m] = out[i: i + m, j: j + k].T
         return
-    start = 0
-    for r in range(int(block.rows.max()) + 1):
-        count = int(np.count_nonzero(block.rows == r))
+    start, grid = 0, int(block.rows.max()) + 1
+    for r in range(grid):
+        count = grid - r  # tiles (r, r), ..., (r, grid - 1)
         r0 = r * t1
         if r0 < m:
             h = min(t1, m - r0)

@@ -271,6 +271,12 @@ def available_memory() -> int | None:
     return None
 
 
+@functools.cache
+def _placing() -> ThreadPoolExecutor:
+    """Two threads that write the NNGP and NTK results side by side, created once per process."""
+    return ThreadPoolExecutor(2, thread_name_prefix="companion-kernel-place")
+
+
 def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bool, arch: _Arch,
                dt: np.dtype, device: jax.Device) -> blocks.Block:
     """Dispatch one block to ``device`` (asynchronously): rows ``a`` against columns ``b``; with
@@ -282,8 +288,8 @@ def _run_block(a: np.ndarray, b: np.ndarray, padded: tuple[int, int], mirror: bo
         rows, cols = (g.ravel() for g in np.indices((padded[0] // t1, padded[1] // t2)))
     put = functools.partial(jax.device_put, device=device)
     packed, finite = _tiled(put(jnp.asarray(blocks.pad_rows(a, padded[0]), dt)),
-                               put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
-                               put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2))
+                            put(jnp.asarray(blocks.pad_rows(b, padded[1]), dt)),
+                            put(jnp.asarray(rows, jnp.int32)), put(jnp.asarray(cols, jnp.int32)), arch, (t1, t2))
     return blocks.Block(packed, finite, rows, cols, (t1, t2), mirror)
 
 
@@ -345,7 +351,8 @@ def kernel(
     jobs = [(r, c) for i, r in enumerate(rows) for j, c in enumerate(cols) if not symmetric or j >= i]
     nngp = np.empty((n1, n2), dt)
     ntk = np.empty_like(nngp)
-    with jax.enable_x64(dt == np.float64), ThreadPoolExecutor(2) as placing:
+    placing = _placing()
+    with jax.enable_x64(dt == np.float64):
         for wave in range(0, len(jobs), len(pool)):
             running = [(job, _run_block(a[job[0][0]: job[0][0] + job[0][1]], b[job[1][0]: job[1][0] + job[1][1]],
                                         (job[0][2], job[1][2]), symmetric and job[0][0] == job[1][0], arch, dt, device))
