@@ -228,7 +228,8 @@ def run(cfg: Config | None = None, regimes: Sequence[str] = tuple(REGIMES), fold
     grid = np.linspace(-reach, reach, cfg.grid_points)
     predictions, seconds = {}, {}
     labels = tuple(s.label for s in (MLPSpec(depth=cfg.depth), MLPSpec(depth=cfg.depth, layernorm="first")))
-    units = {_unit(r, w): (r, w) for r in regimes for w in cfg.widths}
+    # Width-major, so that an interrupted run has every regime at the smaller widths.
+    units = {_unit(r, w): (r, w) for w in cfg.widths for r in regimes}
     if folder is not None:
         fp = artefacts.fingerprint(cfg)
 
