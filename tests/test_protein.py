@@ -13,6 +13,7 @@ import pytest
 from companion import artefacts, cli
 from companion.data import casp
 from companion.experiments import protein, protein_ntk
+from companion.stats import MeanCI
 from test_casp import _synthetic_frame
 
 # Two networks and XGBoost, a few epochs: what matters here is the bookkeeping, not the numbers.
@@ -182,6 +183,54 @@ def test_full_artefact_matches_the_papers_table_1() -> None:
     assert not unexplained, "outside the paper's intervals without an explanation in the chapter: " + ", ".join(
         f"{m} {p}: ours {table[m][p].format()} vs paper {protein.PAPER_TABLE_1[m][p]}" for m, p in sorted(unexplained)
     )
+
+
+def test_redrawn_split_artefact_matches_the_papers_table_1() -> None:
+    redrawn = protein.load_artefact("full", redrawn=True)
+    if redrawn is None or not redrawn.complete:
+        pytest.skip("no complete redrawn-split artefact: run `python -m companion run protein --profile full --redrawn`")
+    assert redrawn.config == protein.config("full", redrawn=True), "the committed artefact was made with another configuration"
+    assert all(len(redrawn.records[m]) == redrawn.config.seeds for m in protein.methods(redrawn.config))
+    missed = {key for key, ok in protein.paper_agreement(redrawn).items() if not ok}
+    assert missed <= set(protein.EXPLAINED_DIFFERENCES), f"outside the paper's intervals without an explanation: {missed}"
+
+
+class _Table:
+    """Anything with ``table()``: Table 1 entries given as (mean, half-width)."""
+
+    def __init__(self, entries: dict[str, dict[str, tuple[float, float]]]) -> None:
+        self.entries = entries
+
+    def table(self) -> dict:
+        return {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
+                    for p, (v, h) in parts.items()} for m, parts in self.entries.items()}
+
+
+def test_paper_distance_counts_overlaps_and_averages_the_differences() -> None:
+    paper = protein.PAPER_TABLE_1
+    same = protein.paper_distance(_Table({m: dict(parts) for m, parts in paper.items()}))
+    assert same == {"overlaps": 10, "entries": 10, "mean": 0.0, "half_width": 0.0}
+    # Only "no LN" shifted: its OOD mean by 0.2 (its interval then misses the paper's), its ID half-width by 0.03.
+    moved = {m: dict(parts) for m, parts in paper.items()}
+    moved["no LN"] = {"ood": (paper["no LN"]["ood"][0] + 0.2, paper["no LN"]["ood"][1]),
+                      "id": (paper["no LN"]["id"][0], paper["no LN"]["id"][1] + 0.03)}
+    d = protein.paper_distance(_Table(moved))
+    assert d["overlaps"] == 9 and d["entries"] == 10
+    assert d["mean"] == pytest.approx(0.02) and d["half_width"] == pytest.approx(0.003)
+    with pytest.raises(ValueError, match="no method of the paper"):
+        protein.paper_distance(_Table({"another model": {"ood": (0.1, 0.01)}}))
+
+
+def test_closer_to_paper_prefers_overlaps_then_both_distances() -> None:
+    def d(overlaps: int, mean: float, half: float) -> dict:
+        return {"overlaps": overlaps, "entries": 10, "mean": mean, "half_width": half}
+
+    assert protein.closer_to_paper({"fixed": d(9, 0.01, 0.01), "redrawn": d(8, 0.0, 0.0)}) == "fixed"
+    assert protein.closer_to_paper({"fixed": d(10, 0.013, 0.014), "redrawn": d(10, 0.011, 0.008)}) == "redrawn"
+    assert protein.closer_to_paper({"fixed": d(10, 0.01, 0.02), "redrawn": d(10, 0.02, 0.01)}) is None
+    assert protein.closer_to_paper({"fixed": d(10, 0.01, 0.01), "redrawn": d(10, 0.01, 0.01)}) is None
+    with pytest.raises(ValueError, match="exactly two"):
+        protein.closer_to_paper({"fixed": d(10, 0.01, 0.01)})
 
 
 def test_redrawn_split_differs_per_seed_and_is_deterministic(monkeypatch: pytest.MonkeyPatch) -> None:

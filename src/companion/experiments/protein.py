@@ -15,7 +15,8 @@ values, to which trees are invariant); one split (``split_seed``) shared by all 
 95% intervals (:func:`companion.stats.mean_ci`).
 
 The ``full`` run is resumable (:func:`run_artefact`, ``python -m companion run protein``); the
-chapter shows its committed artefact (:func:`load_artefact`) beside the live ``ci`` run.
+chapter shows its committed artefact (:func:`load_artefact`) beside the live ``ci`` run. The paper's
+Table 1 and the comparison with it are in :mod:`companion.experiments.protein_paper` (re-exported here).
 """
 
 from __future__ import annotations
@@ -32,32 +33,17 @@ import numpy as np
 from companion import artefacts, profile
 from companion.arch import MLPSpec
 from companion.data import casp
+from companion.experiments.protein_paper import (EXPLAINED_DIFFERENCES, PAPER_TABLE_1, PARTS, XGBOOST, closer_to_paper,
+                                                 paper_agreement, paper_distance, table_1_markdown)
 from companion.stats import MeanCI, best_and_overlapping, lowess_band, mean_ci, r2_score
 from companion.train import fit
 
 __all__ = [
     "Config", "CONFIGS", "batching_effect", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "XGBOOST", "Record", "Results",
     "config", "fingerprint", "architectures", "methods", "load_split", "train", "run", "run_artefact", "load_artefact",
-    "main", "paper_agreement", "table_1_markdown", "write_summary", "plot_figure_3", "xgboost_over_splits", "training_flops",
+    "main", "paper_agreement", "paper_distance", "closer_to_paper", "table_1_markdown", "write_summary", "plot_figure_3",
+    "xgboost_over_splits", "training_flops",
 ]
-
-XGBOOST = "XGBoost"
-PARTS = ("ood", "id")
-
-#: The paper's Table 1 (Ziomek et al. 2025, Sec. 4.2): $R^2$, mean ± 95% CI over 10 seeds.
-#: "Standard NN" there is "no LN" here.
-PAPER_TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
-    "LN every": {"ood": (0.50, 0.02), "id": (0.60, 0.01)},
-    "LN first": {"ood": (0.50, 0.02), "id": (0.59, 0.01)},
-    "LN second": {"ood": (0.50, 0.01), "id": (0.60, 0.01)},
-    "no LN": {"ood": (0.31, 0.02), "id": (0.58, 0.01)},
-    XGBOOST: {"ood": (0.27, 0.04), "id": (0.61, 0.01)},
-}
-
-#: Table-1 entries of the ``full`` artefact whose interval misses the paper's, with the reason
-#: (shown in the chapter; ``tests/test_protein.py`` accepts exactly these). Empty: none known.
-EXPLAINED_DIFFERENCES: dict[tuple[str, str], str] = {}
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -247,46 +233,12 @@ def batching_effect(cfg: Config, split: casp.CaspSplit, results: Results, method
             "seed_sd": sd, "standard_error": sd / float(np.sqrt(len(seeds)))}
 
 
-def paper_agreement(results: Results) -> dict[tuple[str, str], bool]:
-    """For each (method, part) of Table 1: does our 95% interval overlap the paper's?"""
-    table = results.table()
-    return {
-        (m, p): float(table[m][p].lower) <= mean + half and mean - half <= float(table[m][p].upper)
-        for m, parts in PAPER_TABLE_1.items() if m in table
-        for p, (mean, half) in parts.items()
-    }
-
-
 def training_flops(cfg: Config, n_train: int = 40_132) -> float:
     """Floating-point operations of training every network for every seed (multiply-adds of the
     dense layers, forward and backward: about 6 per weight, row and epoch)."""
     weights = len(casp.FEATURES) * cfg.width + (cfg.depth - 1) * cfg.width**2 + cfg.width
     rows = cfg.n_train or n_train
     return 6.0 * weights * rows * cfg.epochs * cfg.seeds * len(cfg.placements)
-
-
-def table_1_markdown(columns: dict[str, Any], digits: int = 2) -> str:
-    """Table 1 as Markdown: the paper's numbers, then ours (one column per entry of ``columns``).
-
-    Bold follows the paper within each column (:func:`companion.stats.best_and_overlapping`);
-    a ``None`` column (e.g. no ``full`` artefact) is shown as dashes. Columns whose results have a
-    true ``deterministic`` attribute (the infinite-width prediction) are shown without interval.
-    """
-    exact = {name for name, r in columns.items() if getattr(r, "deterministic", False)}
-    paper = {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
-                 for p, (v, h) in parts.items()} for m, parts in PAPER_TABLE_1.items()}
-    sources = {"paper": paper} | {name: r.table() if r else None for name, r in columns.items()}
-    header, cells = ["method"], {m: [m] for m in PAPER_TABLE_1}
-    for part in PARTS:
-        for name, table in sources.items():
-            header.append(f"{part.upper()} R² ({name})")
-            bold = best_and_overlapping({m: t[part] for m, t in table.items()}) if table else set()
-            for m in PAPER_TABLE_1:
-                cell = table[m][part] if table and m in table else None
-                text = "—" if cell is None else (f"{float(cell.mean):.{digits}f}" if name in exact else cell.format(digits))
-                cells[m].append(f"**{text}**" if m in bold else text)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells.values()])
 
 
 def plot_figure_3(axes: Sequence, results: Results, split: casp.CaspSplit, grid_points: int = 120) -> None:
