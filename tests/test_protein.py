@@ -12,8 +12,7 @@ import pytest
 
 from companion import artefacts, cli
 from companion.data import casp
-from companion.experiments import protein, protein_ntk
-from companion.stats import MeanCI
+from companion.experiments import protein, protein_ntk, protein_paper
 from test_casp import _synthetic_frame
 
 # Two networks and XGBoost, a few epochs: what matters here is the bookkeeping, not the numbers.
@@ -169,13 +168,16 @@ def test_artefact_json_keeps_number_lists_on_one_line(tmp_path: Path) -> None:
         artefacts.read_json(tmp_path / "bad.json")
 
 
-def test_full_artefact_matches_the_papers_table_1() -> None:
-    full = protein.load_artefact("full")
+@pytest.mark.parametrize("redrawn", [False, True], ids=["fixed-split", "redrawn-split"])
+def test_full_artefact_matches_the_papers_table_1(redrawn: bool) -> None:
+    full = protein.load_artefact("full", redrawn=redrawn)
+    command = "python -m companion run protein --profile full" + (" --redrawn" if redrawn else "")
     if full is None:
-        pytest.skip("no full artefact yet: run `python -m companion run protein --profile full` and commit artefacts/protein/full")
+        pytest.skip(f"no full artefact yet: run `{command}` and commit it")
     if not full.complete:
-        pytest.skip(f"the full artefact is incomplete ({full.summary['runs']} runs); finish it with the same command")
-    assert full.config == protein.config("full"), "the committed artefact was made with another configuration; rerun it"
+        pytest.skip(f"the full artefact is incomplete ({full.summary['runs']} runs); finish it with `{command}`")
+    assert full.config == protein.config("full", redrawn=redrawn), \
+        "the committed artefact was made with another configuration; rerun it"
     agreement = protein.paper_agreement(full)
     missed = {key for key, ok in agreement.items() if not ok}
     unexplained = missed - set(protein.EXPLAINED_DIFFERENCES)
@@ -185,16 +187,6 @@ def test_full_artefact_matches_the_papers_table_1() -> None:
     )
 
 
-def test_redrawn_split_artefact_matches_the_papers_table_1() -> None:
-    redrawn = protein.load_artefact("full", redrawn=True)
-    if redrawn is None or not redrawn.complete:
-        pytest.skip("no complete redrawn-split artefact: run `python -m companion run protein --profile full --redrawn`")
-    assert redrawn.config == protein.config("full", redrawn=True), "the committed artefact was made with another configuration"
-    assert all(len(redrawn.records[m]) == redrawn.config.seeds for m in protein.methods(redrawn.config))
-    missed = {key for key, ok in protein.paper_agreement(redrawn).items() if not ok}
-    assert missed <= set(protein.EXPLAINED_DIFFERENCES), f"outside the paper's intervals without an explanation: {missed}"
-
-
 class _Table:
     """Anything with ``table()``: Table 1 entries given as (mean, half-width)."""
 
@@ -202,8 +194,7 @@ class _Table:
         self.entries = entries
 
     def table(self) -> dict:
-        return {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
-                    for p, (v, h) in parts.items()} for m, parts in self.entries.items()}
+        return protein_paper.as_table(self.entries)
 
 
 def test_paper_distance_counts_overlaps_and_averages_the_differences() -> None:

@@ -14,8 +14,8 @@ import numpy as np
 
 from companion.stats import MeanCI, best_and_overlapping
 
-__all__ = ["XGBOOST", "PARTS", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "paper_agreement", "paper_distance",
-           "closer_to_paper", "table_1_markdown"]
+__all__ = ["XGBOOST", "PARTS", "PAPER_TABLE_1", "EXPLAINED_DIFFERENCES", "as_table", "paper_agreement",
+           "paper_distance", "closer_to_paper", "table_1_markdown"]
 
 XGBOOST = "XGBoost"
 PARTS = ("ood", "id")
@@ -35,14 +35,24 @@ PAPER_TABLE_1: dict[str, dict[str, tuple[float, float]]] = {
 EXPLAINED_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
-def paper_agreement(results: Any) -> dict[tuple[str, str], bool]:
-    """For each (method, part) of Table 1: does our 95% interval overlap the paper's?"""
-    table = results.table()
+def as_table(entries: dict[str, dict[str, tuple[float, float]]], seeds: int = 10) -> dict[str, dict[str, MeanCI]]:
+    """Table-1 entries given as ``(mean, half-width)``, like :data:`PAPER_TABLE_1`, as 95% intervals
+    (:class:`companion.stats.MeanCI`) of ``seeds`` runs."""
+    return {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), seeds, 0.95)
+                for p, (v, h) in parts.items()} for m, parts in entries.items()}
+
+
+def _overlaps(table: dict[str, dict[str, MeanCI]]) -> dict[tuple[str, str], bool]:
     return {
         (m, p): float(table[m][p].lower) <= mean + half and mean - half <= float(table[m][p].upper)
         for m, parts in PAPER_TABLE_1.items() if m in table
         for p, (mean, half) in parts.items()
     }
+
+
+def paper_agreement(results: Any) -> dict[tuple[str, str], bool]:
+    """For each (method, part) of Table 1: does our 95% interval overlap the paper's?"""
+    return _overlaps(results.table())
 
 
 def paper_distance(results: Any) -> dict[str, float]:
@@ -58,7 +68,7 @@ def paper_distance(results: Any) -> dict[str, float]:
     if not pairs:
         raise ValueError("the results have no method of the paper's Table 1 with two or more runs")
     return {
-        "overlaps": int(sum(paper_agreement(results).values())),
+        "overlaps": int(sum(_overlaps(table).values())),
         "entries": len(pairs),
         "mean": float(np.mean([abs(float(ours.mean) - mean) for ours, (mean, _) in pairs])),
         "half_width": float(np.mean([abs(float(ours.half_width) - half) for ours, (_, half) in pairs])),
@@ -91,9 +101,7 @@ def table_1_markdown(columns: dict[str, Any], digits: int = 2) -> str:
     true ``deterministic`` attribute (the infinite-width prediction) are shown without interval.
     """
     exact = {name for name, r in columns.items() if getattr(r, "deterministic", False)}
-    paper = {m: {p: MeanCI(np.float64(v), np.float64(v - h), np.float64(v + h), np.float64(h), 10, 0.95)
-                 for p, (v, h) in parts.items()} for m, parts in PAPER_TABLE_1.items()}
-    sources = {"paper": paper} | {name: r.table() if r else None for name, r in columns.items()}
+    sources = {"paper": as_table(PAPER_TABLE_1)} | {name: r.table() if r else None for name, r in columns.items()}
     header, cells = ["method"], {m: [m] for m in PAPER_TABLE_1}
     for part in PARTS:
         for name, table in sources.items():
