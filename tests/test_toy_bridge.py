@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+
 import numpy as np
 import pytest
 
-from companion import cli, kernels
+from companion import artefacts, cli, kernels
 from companion.arch import MLPSpec
 from companion.data.toy import make_1d
 from companion.experiments import bridge, toy
@@ -111,3 +114,83 @@ def test_the_full_run_saves_each_seed_and_resumes(tmp_path, monkeypatch) -> None
     again = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
     for key, predictions in first.predictions.items():
         np.testing.assert_allclose(again.predictions[key], predictions, atol=1e-5)
+
+
+def _summary(z_theory: dict[str, list[float]], widths=(128, 512, 2048)) -> dict:
+    """A summary shaped like :func:`bridge.summarise`'s that passes the chapter's checks, with the
+    theory's regime at the given z per width."""
+    def cell(label: str, regime: str, i: int) -> dict:
+        no_ln = label == "no LN"
+        z = z_theory[label][i] if regime == "NTK, GD" else 40.0 + i
+        return {"growth": 2.0 if no_ln else 1.0, "noise_floor": 0.5 if no_ln else 0.01,
+                "gap": 1.0, "measured_floor": 0.1, "z_rms": z}
+
+    return {regime: {str(w): {label: cell(label, regime, i) for label in ("no LN", "LN first")}
+                     for i, w in enumerate(widths)} for regime in bridge.REGIMES}
+
+
+def test_check_summary_passes_the_claims_and_names_each_broken_one() -> None:
+    good = _summary({"no LN": [20.0, 14.0, 10.0], "LN first": [17.0, 3.0, 1.5]})
+    bridge.check_summary(good)
+    breaks = {
+        "keep growing": ("NTK, Adam", "512", "no LN", "growth", 1.2),
+        "level off": ("standard, Adam", "128", "LN first", "growth", 1.3),
+        "dwarf": ("NTK, GD", "2048", "LN first", "noise_floor", 0.2),
+        "beyond their seed noise": ("standard, Adam", "2048", "no LN", "measured_floor", 0.5),
+        "closer to the kernel in units": ("NTK, GD", "2048", "LN first", "z_rms", 50.0),
+        "not come closer": ("standard, Adam", "2048", "LN first", "z_rms", 30.0),
+    }
+    for message, (regime, width, label, key, value) in breaks.items():
+        bad = _summary({"no LN": [20.0, 14.0, 10.0], "LN first": [17.0, 3.0, 1.5]})
+        bad[regime][width][label][key] = value
+        with pytest.raises(AssertionError, match=message):
+            bridge.check_summary(bad)
+
+
+def test_check_convergence_asks_z_to_fall_with_width_until_it_is_noise() -> None:
+    bridge.check_convergence(_summary({"no LN": [20.0, 14.0, 10.0], "LN first": [17.0, 3.0, 1.5]}))
+    # within the noise, z may fluctuate: 1.5 then 1.8 is no failure
+    bridge.check_convergence(_summary({"no LN": [20.0, 14.0, 10.0], "LN first": [17.0, 1.5, 1.8]}))
+    with pytest.raises(AssertionError, match="no LN.*from width 512 to 2048"):
+        bridge.check_convergence(_summary({"no LN": [20.0, 14.0, 15.0], "LN first": [17.0, 3.0, 1.5]}))
+    with pytest.raises(AssertionError, match="LN first.*from width 128 to 512"):
+        bridge.check_convergence(_summary({"no LN": [20.0, 14.0, 10.0], "LN first": [3.0, 4.0, 1.5]}))
+    with pytest.raises(ValueError, match="three widths"):
+        bridge.check_convergence(_summary({"no LN": [20.0, 14.0], "LN first": [17.0, 3.0]}, widths=(128, 512)))
+
+
+def test_the_committed_full_run_passes_the_chapters_checks() -> None:
+    saved = bridge.load_artefact("full")
+    if saved is None:
+        pytest.skip("no full bridge artefact yet: run `python -m companion run bridge --profile full` and commit it")
+    assert saved["config"] == dataclasses.asdict(bridge.config("full")) | {"widths": list(bridge.config("full").widths)}, \
+        "the committed artefact was made with another configuration; rerun it"
+    assert set(saved["results"]) == set(bridge.REGIMES)
+    for regime, by_width in saved["results"].items():
+        assert [int(w) for w in by_width] == list(bridge.config("full").widths), f"{regime}: widths missing"
+    bridge.check_summary(saved["results"])
+    bridge.check_convergence(saved["results"])
+
+
+def test_the_committed_full_summary_is_the_summary_of_its_runs(tmp_path, monkeypatch) -> None:
+    """``summary.json`` must be what :func:`bridge.summarise` makes of the committed runs (not stale)."""
+    saved = bridge.load_artefact("full")
+    if saved is None:
+        pytest.skip("no full bridge artefact yet: run `python -m companion run bridge --profile full` and commit it")
+    shutil.copytree(artefacts.directory("bridge", "full") / "runs", tmp_path / "runs")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the committed full run is missing a (regime, width, seed)")
+
+    monkeypatch.setattr(bridge, "_train", no_training)
+    again = bridge.summarise(bridge.run(bridge.config("full"), folder=tmp_path))
+    assert again.keys() == saved["results"].keys()
+    for regime, by_width in saved["results"].items():
+        for width, by_label in by_width.items():
+            for label, cell in by_label.items():
+                for key, value in cell.items():
+                    recomputed = again[regime][width][label][key]
+                    if isinstance(value, str):
+                        assert recomputed == value
+                    else:
+                        assert recomputed == pytest.approx(value, rel=1e-6, abs=1e-9), (regime, width, label, key)

@@ -62,7 +62,7 @@ from companion.stats import MeanCI, mean_ci
 from companion.train import fit_variants
 
 __all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "run", "gd_kernel_mean", "gd_kernel_ensemble",
-           "neural_tangents_ensemble", "ood_gap", "coverage", "summarise", "check_summary", "run_artefact", "load_artefact", "main"]
+           "neural_tangents_ensemble", "ood_gap", "coverage", "summarise", "check_summary", "check_convergence", "run_artefact", "load_artefact", "main"]
 
 #: Training regimes: (parametrisation, optimiser); the learning rate comes from the configuration.
 REGIMES = {
@@ -324,6 +324,29 @@ def check_summary(results: dict) -> None:
         assert theory["z_rms"] < paper["z_rms"], (
             f"width {widest}, {label}: the theory's regime should be closer to the kernel in units of the noise "
             f"(z {theory['z_rms']:.1f} against {paper['z_rms']:.1f})")
+
+
+def check_convergence(results: dict, within_noise: float = 2.0) -> None:
+    r"""Assert, on a run of three widths or more (the saved ``full`` run), the trend with width.
+
+    In the theory's regime (NTK, GD), for both networks, :meth:`Bridge.z_rms` falls from each width
+    to the next until it is within the noise (below ``within_noise``): the networks approach their
+    infinite-width prediction, as the NTK theorem says they do (the systematic gap shrinks with
+    the width while the seed noise, in whose units z is measured, does not). Once z is within the
+    noise it is a draw of that noise, so it is only required to stay there.
+
+    Raises ``ValueError`` for fewer than three widths (no trend to read) and ``AssertionError``
+    naming the width and network where the trend fails.
+    """
+    widths = sorted(int(w) for w in results["NTK, GD"])
+    if len(widths) < 3:
+        raise ValueError(f"a trend with width needs at least three widths; this run has {widths}")
+    for label in ("no LN", "LN first"):
+        z = [results["NTK, GD"][str(w)][label]["z_rms"] for w in widths]
+        for (w0, z0), (w1, z1) in zip(zip(widths, z), zip(widths[1:], z[1:])):
+            assert z1 < max(z0, within_noise), (
+                f"NTK, GD, {label}: the networks should come closer to the kernel from width {w0} to {w1} "
+                f"(z {z0:.1f} then {z1:.1f})")
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
