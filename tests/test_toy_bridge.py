@@ -159,10 +159,16 @@ def test_check_convergence_asks_z_to_fall_with_width_until_it_is_noise() -> None
         bridge.check_convergence(_summary({"no LN": [20.0, 14.0], "LN first": [17.0, 3.0]}, widths=(128, 512)))
 
 
-def test_the_committed_full_run_passes_the_chapters_checks() -> None:
-    saved = bridge.load_artefact("full")
-    if saved is None:
+@pytest.fixture
+def saved() -> dict:
+    """The committed full bridge run's summary (the test is skipped, saying why, without it)."""
+    summary = bridge.load_artefact("full")
+    if summary is None:
         pytest.skip("no full bridge artefact yet: run `python -m companion run bridge --profile full` and commit it")
+    return summary
+
+
+def test_the_committed_full_run_passes_the_chapters_checks(saved) -> None:
     assert saved["config"] == dataclasses.asdict(bridge.config("full")) | {"widths": list(bridge.config("full").widths)}, \
         "the committed artefact was made with another configuration; rerun it"
     assert set(saved["results"]) == set(bridge.REGIMES)
@@ -172,11 +178,8 @@ def test_the_committed_full_run_passes_the_chapters_checks() -> None:
     bridge.check_convergence(saved["results"])
 
 
-def test_the_committed_full_summary_is_the_summary_of_its_runs(tmp_path, monkeypatch) -> None:
+def test_the_committed_full_summary_is_the_summary_of_its_runs(saved, tmp_path, monkeypatch) -> None:
     """``summary.json`` must be what :func:`bridge.summarise` makes of the committed runs (not stale)."""
-    saved = bridge.load_artefact("full")
-    if saved is None:
-        pytest.skip("no full bridge artefact yet: run `python -m companion run bridge --profile full` and commit it")
     shutil.copytree(artefacts.directory("bridge", "full") / "runs", tmp_path / "runs")
 
     def no_training(*args, **kwargs):

@@ -343,7 +343,7 @@ def check_convergence(results: dict, within_noise: float = 2.0) -> None:
         raise ValueError(f"a trend with width needs at least three widths; this run has {widths}")
     for label in ("no LN", "LN first"):
         z = [results["NTK, GD"][str(w)][label]["z_rms"] for w in widths]
-        for (w0, z0), (w1, z1) in zip(zip(widths, z), zip(widths[1:], z[1:])):
+        for w0, w1, z0, z1 in zip(widths, widths[1:], z, z[1:]):
             assert z1 < max(z0, within_noise), (
                 f"NTK, GD, {label}: the networks should come closer to the kernel from width {w0} to {w1} "
                 f"(z {z0:.1f} then {z1:.1f})")
