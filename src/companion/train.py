@@ -297,6 +297,7 @@ def fit_variants(
     dtype: Any = jnp.float32,
     desc: str | None = None,
     runs_per_program: int | None = None,
+    init_dtype: Any = None,
 ) -> list[TrainResult]:
     """Train several LayerNorm placements x ``seeds``, each with its own learning rate, at once.
 
@@ -310,6 +311,11 @@ def fit_variants(
     program; the results equal one group of all runs up to float rounding. ``None`` (default) picks
     a small group on a CPU, where all runs' activations together do not fit the caches and one
     vmap of every run is memory-bound, and all runs at once on an accelerator.
+
+    ``init_dtype`` draws the initial weights in that dtype and then casts them to ``dtype``
+    (default: drawn in ``dtype``). The random draws depend on the dtype, so
+    ``dtype=jnp.float64, init_dtype=jnp.float32`` (with JAX's 64-bit mode on) trains the very networks
+    of a float32 run again in float64: what differs is the arithmetic of training alone.
     """
     specs = list(specs)
     if not specs or not all(isinstance(s, MLPSpec) for s in specs):
@@ -340,7 +346,10 @@ def fit_variants(
         "learning_rate": jnp.repeat(jnp.asarray(rates, dtype=dtype), n_seeds),
     }
     init_keys, data_keys = _seed_keys(seeds)
-    params = jax.vmap(lambda k: module.init(k, x[:1])["params"])(init_keys)
+    first = x[:1] if init_dtype is None else x[:1].astype(init_dtype)
+    params = jax.vmap(lambda k: module.init(k, first)["params"])(init_keys)
+    if init_dtype is not None:
+        params = jax.tree_util.tree_map(lambda leaf: leaf.astype(x.dtype), params)
     params = jax.tree_util.tree_map(lambda leaf: jnp.tile(leaf, (n_variants,) + (1,) * (leaf.ndim - 1)), params)
     data_keys = jnp.tile(data_keys, n_variants)
     params, _, loss_curve = _train(
