@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from companion.stats import mean_ci
+from scipy import stats
+
+from companion.stats import mean_ci, rms_z_null
 
 
 def test_student_t_interval_by_hand() -> None:
@@ -102,3 +104,27 @@ def test_lowess_follows_a_smooth_trend() -> None:
         lowess(x, y[:-1], grid)
     with pytest.raises(ValueError, match="frac"):
         lowess(x, y, grid, frac=0)
+
+
+def test_rms_z_null_for_independent_points_is_a_chi_square() -> None:
+    m = 7
+    z = rms_z_null(np.diag(np.linspace(0.5, 3.0, m)), draws=200_000)  # scales do not matter, only correlations
+    for q in (0.5, 0.9, 0.99):
+        assert np.quantile(z, q) == pytest.approx(np.sqrt(stats.chi2.ppf(q, m) / m), rel=0.01)
+
+
+def test_rms_z_null_for_perfectly_correlated_points_is_one_normal() -> None:
+    ones = np.outer([1.0, 2.0, 0.5], [1.0, 2.0, 0.5])  # rank one: every point the same standard normal
+    z = rms_z_null(ones, draws=200_000)
+    assert np.quantile(z, 0.95) == pytest.approx(stats.norm.ppf(0.975), rel=0.01)
+    # points without variance are left out, as Bridge.z_rms leaves them out
+    padded = np.pad(ones, ((0, 1), (0, 1)))
+    np.testing.assert_array_equal(rms_z_null(padded, draws=1000), rms_z_null(ones, draws=1000))
+
+
+@pytest.mark.parametrize("cov, message", [
+    (np.ones(3), "square"), (np.zeros((2, 2)), "zero variance"), (np.full((2, 2), np.nan), "NaN"),
+])
+def test_rms_z_null_rejects_what_has_no_law(cov, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        rms_z_null(cov)

@@ -12,7 +12,9 @@ does not say which formula it used (notes §6.1).
 Also here: the coefficient of determination :func:`r2_score` (the paper's Tables 1 and 2), the
 paper's rule for bold table entries (:func:`best_and_overlapping`), :func:`lowess` and
 :func:`lowess_band`, the smoothed trends of its Figures 3 and 4, and
-:func:`average_cosine_similarity`, the x-axis of its Figure 4.
+:func:`average_cosine_similarity`, the x-axis of its Figure 4; and :func:`rms_z_null`, the law of
+a root-mean-square z-score over correlated points, with which the bridge chapter tells a trained
+network's departure from its kernel prediction from seed noise.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scipy import stats as _scipy_stats
 
 __all__ = [
     "MeanCI", "mean_ci", "r2_score", "best_and_overlapping", "lowess", "lowess_band", "average_cosine_similarity",
+    "rms_z_null",
 ]
 
 
@@ -161,3 +164,33 @@ def average_cosine_similarity(query: np.typing.ArrayLike, reference: np.typing.A
     if np.any(q_norm == 0) or np.any(r_norm == 0):
         raise ValueError("cosine similarity is undefined for an all-zero feature vector")
     return (q / q_norm[:, None]) @ (r / r_norm[:, None]).mean(axis=0)
+
+
+def rms_z_null(cov: np.typing.ArrayLike, draws: int = 20_000, seed: int = 0) -> np.ndarray:
+    r"""Draws of $z = \sqrt{\frac{1}{m} \sum_i d_i^2 / \Sigma_{ii}}$ for $d \sim \mathcal{N}(0, \Sigma)$, ``cov`` $= \Sigma$.
+
+    The law of a root-mean-square z-score over ``m`` correlated points when the deviations are
+    pure noise (the bridge's :meth:`~companion.experiments.bridge.Bridge.z_rms`, whose null
+    covariance is the infinite-width network's over initialisations). With $R$ the correlation
+    matrix and $w_j$ its eigenvalues, $m z^2 = \sum_j w_j \chi^2_{1, j}$ with independent
+    $\chi^2_1$: for independent points ($R = I$) $m z^2 \sim \chi^2_m$ and $z \to 1$ as ``m``
+    grows; for strongly correlated points only a few $w_j$ count and $z$ spreads widely around 1.
+    Points with zero variance are left out, as :meth:`~companion.experiments.bridge.Bridge.z_rms`
+    leaves them out. Seeded (``seed``), so the same ``cov`` gives the same draws.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] == 0:
+        raise ValueError(f"cov must be a non-empty square matrix, got shape {cov.shape}")
+    if not np.all(np.isfinite(cov)):
+        raise ValueError("cov has NaN or infinite entries")
+    if draws < 1:
+        raise ValueError(f"draws must be a positive number, got {draws}")
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    keep = sd > 0
+    if not keep.any():
+        raise ValueError("every point has zero variance; z is undefined")
+    corr = cov[np.ix_(keep, keep)] / np.outer(sd[keep], sd[keep])
+    weights = np.linalg.eigvalsh((corr + corr.T) / 2)
+    weights = weights[weights > 1e-12 * weights.max()]
+    chi2 = np.random.default_rng(seed).standard_normal((draws, weights.size)) ** 2
+    return np.sqrt(chi2 @ weights / keep.sum())

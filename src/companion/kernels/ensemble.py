@@ -29,17 +29,18 @@ def gd_kernel_mean(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSp
 
 
 def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
-                       steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+                       steps: int | None, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     r"""Mean and variance over initialisations of the linearised infinitely wide network at ``x_test``.
 
     After ``steps`` of full-batch gradient descent on $\operatorname{mean} (f - y)^2$ with learning rate ``lr``
     ($\eta = 2 \cdot \text{lr} / n$), or trained to convergence when ``steps`` is ``None``:
     $A = \Theta(x, X) \Theta^{-1} (I - (I - \eta \Theta)^t)$, mean ``A y`` and variance
     $K(x, x) - 2 A K(X, x) + A K(X, X) A^\top$ with ``K`` the NNGP kernel (Lee et al. 2019).
+    With ``full_cov`` the second output is the covariance between the test points,
+    $K(x, x') - A(x) K(X, x') - A(x') K(X, x) + A(x) K(X, X) A(x')^\top$, whose diagonal is that variance.
     """
     train = kernel(x, x, spec)
     cross = kernel(x_test, x, spec)
-    diagonal = kernel_diag(x_test, spec).nngp
     lam, vec = linalg.eigh(train.ntk)
     if steps is None:
         if lam.min() <= 0:
@@ -55,17 +56,22 @@ def gd_kernel_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: M
         with np.errstate(divide="ignore", invalid="ignore"):
             filt = np.where(lam > 1e-12, (1 - (1 - eta * lam) ** steps) / lam, eta * steps)
     a = ((cross.ntk @ vec) * filt) @ vec.T  # A(x) for every test point, (n_test, n)
-    variance = diagonal - 2 * np.sum(a * cross.nngp, axis=1) + np.sum((a @ train.nngp) * a, axis=1)
+    if full_cov:
+        mixed = a @ cross.nngp.T
+        cov = kernel(x_test, x_test, spec).nngp - mixed - mixed.T + a @ train.nngp @ a.T
+        return a @ y, (cov + cov.T) / 2
+    variance = kernel_diag(x_test, spec).nngp - 2 * np.sum(a * cross.nngp, axis=1) + np.sum((a @ train.nngp) * a, axis=1)
     return a @ y, np.maximum(variance, 0.0)
 
 
 def neural_tangents_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, spec: MLPSpec, lr: float | None,
-                             steps: int | None) -> tuple[np.ndarray, np.ndarray]:
+                             steps: int | None, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     r"""The same mean and variance from neural-tangents' ``gradient_descent_mse_ensemble`` (an independent code).
 
     neural-tangents trains in continuous time on $\|f - y\|^2 / (2 n)$; our loss $\operatorname{mean} (f - y)^2$
     is twice that, so ``lr`` for ``steps`` steps is its time ``t = 2 lr steps`` (gradient flow: equal
     to :func:`gd_kernel_ensemble` when $\eta \lambda_\text{max}$ is small, exactly at ``steps=None``).
+    ``full_cov`` as in :func:`gd_kernel_ensemble`.
     """
     import jax
     import jax.numpy as jnp
@@ -78,4 +84,5 @@ def neural_tangents_ensemble(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, s
                                                            diag_reg=0.0)
         t = None if steps is None else 2 * lr * steps
         out = predict(t=t, x_test=jnp.asarray(x_test), get="ntk", compute_cov=True)
-        return np.asarray(out.mean)[:, 0], np.diagonal(np.asarray(out.covariance)).copy()
+        cov = np.asarray(out.covariance)
+        return np.asarray(out.mean)[:, 0], cov.copy() if full_cov else np.diagonal(cov).copy()
