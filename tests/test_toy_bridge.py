@@ -69,6 +69,10 @@ def test_gd_kernel_ensemble_agrees_with_neural_tangents(steps) -> None:
         np.testing.assert_allclose(mean, nt_mean, rtol=tol, atol=tol * np.abs(nt_mean).max())
         np.testing.assert_allclose(var, nt_var, rtol=tol, atol=tol * nt_var.max())
         assert np.all(var >= 0)
+        _, cov = bridge.gd_kernel_ensemble(data.x, data.y, x_test, spec, 1e-3, steps, full_cov=True)
+        _, nt_cov = bridge.neural_tangents_ensemble(data.x, data.y, x_test, spec, 1e-3, steps, full_cov=True)
+        np.testing.assert_allclose(cov, nt_cov, rtol=tol, atol=tol * nt_var.max())
+        np.testing.assert_allclose(np.diag(cov), var, rtol=1e-10, atol=1e-12 * var.max())
 
 
 def test_noise_floor_and_z_on_draws_of_the_theory() -> None:
@@ -83,6 +87,31 @@ def test_noise_floor_and_z_on_draws_of_the_theory() -> None:
     assert result.z_rms("NTK, GD", 8, "a") == pytest.approx(1.0, abs=0.25)
     assert result.measured_floor("NTK, GD", 8, "a") == pytest.approx(result.noise_floor("NTK, GD", 8, "a"), rel=0.1)
     assert result.gap("NTK, GD", 8, "a") == pytest.approx(result.noise_floor("NTK, GD", 8, "a"), rel=0.3)
+
+
+def test_z_null_is_the_law_of_z_when_networks_are_draws_of_the_theory() -> None:
+    """Repeat "train S networks" as draws from a correlated Gaussian process and compare z with its null law."""
+    rng = np.random.default_rng(1)
+    cfg = bridge.Config(seeds=3, epochs=1, widths=(8,), grid_points=61)
+    data = make_1d("sine", n=10, seed=0)
+    grid = np.linspace(-30, 30, 61)
+    ood = np.abs(grid) / data.half_width >= cfg.ood_from
+    sd = 0.1 + np.abs(grid)
+    cov = np.exp(-np.subtract.outer(grid, grid) ** 2 / 50.0) * np.outer(sd, sd)
+    mean = np.sin(grid)
+    factor = np.linalg.cholesky(cov + 1e-9 * np.eye(61))
+    zs = []
+    for _ in range(2000):
+        draws = mean + rng.normal(size=(3, 61)) @ factor.T
+        result = bridge.Bridge(cfg, data, grid, ("a",), {("NTK, GD", 8, "a"): draws}, {"a": mean}, {"a": mean},
+                               {("NTK, GD", 8): 0.0}, {("posterior", "a"): np.diag(cov), ("gd", "a"): np.diag(cov)},
+                               {("posterior", "a"): cov[np.ix_(ood, ood)], ("gd", "a"): cov[np.ix_(ood, ood)]})
+        zs.append(result.z_rms("NTK, GD", 8, "a"))
+    null = result.z_null("a")
+    for q in (0.5, 0.9, 0.99):
+        assert np.quantile(zs, q) == pytest.approx(np.quantile(null, q), rel=0.06)
+    # correlated points spread z far more than independent ones would (chi-square with ~50 dof)
+    assert np.quantile(null, 0.99) > 1.5
 
 
 def test_ood_gap_and_coverage() -> None:
@@ -106,6 +135,9 @@ def test_the_full_run_saves_each_seed_and_resumes(tmp_path, monkeypatch) -> None
     cfg = bridge.Config(seeds=2, epochs=2, widths=(8,), grid_points=21)
     first = bridge.run(cfg, regimes=("NTK, GD",), folder=tmp_path)
     assert len(list(tmp_path.rglob("seed-*.json"))) == 2
+    ood = first.distance() >= cfg.ood_from
+    for key, cov in first.kernel_cov.items():  # the covariance between OOD points has the variance on its diagonal
+        np.testing.assert_allclose(np.diag(cov), first.kernel_var[key][ood], rtol=1e-8, atol=1e-12)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a saved run was trained again")
@@ -123,7 +155,7 @@ def _summary(z_theory: dict[str, list[float]], widths=(128, 512, 2048)) -> dict:
         no_ln = label == "no LN"
         z = z_theory[label][i] if regime == "NTK, GD" else 40.0 + i
         return {"growth": 2.0 if no_ln else 1.0, "noise_floor": 0.5 if no_ln else 0.01,
-                "gap": 1.0, "measured_floor": 0.1, "z_rms": z}
+                "gap": 1.0, "measured_floor": 0.1, "z_rms": z, "z_null_99": 2.0}
 
     return {regime: {str(w): {label: cell(label, regime, i) for label in ("no LN", "LN first")}
                      for i, w in enumerate(widths)} for regime in bridge.REGIMES}
