@@ -54,14 +54,14 @@ def _computing(*args: object, **kwargs: object) -> None:
     raise AssertionError("computation started before the output folder was checked")
 
 
-EXPERIMENTS = {"protein": "load_split", "toy": "study", "bridge": "run"}
+EXPERIMENTS = {"protein": "load_split", "toy": "study", "bridge": "run", "bridge-seeds": "run"}
 
 
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 @pytest.mark.parametrize("case", ["file", "below a file"])
 def test_a_bad_output_folder_is_one_line_before_any_compute(
         experiment: str, case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    module = __import__(f"companion.experiments.{experiment}", fromlist=["_"])
+    module = __import__(cli.EXPERIMENTS[experiment], fromlist=["_"])
     monkeypatch.setattr(module, EXPERIMENTS[experiment], _computing)
     blocker = tmp_path / "results.txt"
     blocker.write_text("not a folder")

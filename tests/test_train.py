@@ -105,6 +105,21 @@ def test_fit_variants_equals_one_fit_per_variant(data) -> None:
         np.testing.assert_allclose(joint.predict(data.x), alone.predict(data.x), rtol=1e-4, atol=1e-5)
 
 
+def test_fit_variants_in_float64_from_float32_weights_trains_the_same_networks(data) -> None:
+    kwargs = dict(seeds=[0, 1], epochs=20, learning_rates=0.1, optimizer="sgd")
+    heads = [SPEC.replace(parametrisation="ntk")]
+    [single] = fit_variants(heads, data.x, data.y, **kwargs)
+    with jax.enable_x64(True):
+        [twin] = fit_variants(heads, data.x, data.y, dtype=jax.numpy.float64, init_dtype=jax.numpy.float32, **kwargs)
+        [other] = fit_variants(heads, data.x, data.y, dtype=jax.numpy.float64, **kwargs)
+        assert all(leaf.dtype == np.float64 for leaf in jax.tree_util.tree_leaves(twin.params))
+        ours, theirs = twin.predict(data.x), other.predict(data.x)
+    # the same initial weights: float64 arithmetic moves the predictions by float32 rounding only
+    np.testing.assert_allclose(ours, single.predict(data.x), rtol=1e-4, atol=1e-5)
+    # weights drawn in float64 are other random numbers: other networks
+    assert np.max(np.abs(theirs - ours)) > 1e-2
+
+
 @pytest.mark.parametrize("runs_per_program", [1, 3, np.int64(4), None])
 def test_fit_variants_in_groups_equals_one_program_of_all_runs(data, runs_per_program) -> None:
     # 3 variants x 2 seeds = 6 runs: groups of 1, of 3 (even), of 4 (a remainder of 2), the default

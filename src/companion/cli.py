@@ -29,6 +29,7 @@ EXPERIMENTS = {
     "faces": "companion.experiments.faces",
     "toy": "companion.experiments.toy",
     "bridge": "companion.experiments.bridge",
+    "bridge-seeds": "companion.experiments.bridge_seeds",
     "transformer": "companion.experiments.transformer",
     "transformer-ablation": "companion.experiments.transformer_ablation",
 }

@@ -14,6 +14,14 @@ LayerNorm stays many noise floors away at every width, and five seeds show that 
   arithmetic of training could explain (the bridge's networks are float32, the kernel predictions
   float64).
 
+:class:`Study` measures, at each width, against the linearised network after the same steps
+(:func:`~companion.kernels.ensemble.gd_kernel_ensemble`) and in the bridge's units: z
+(:meth:`companion.experiments.bridge.Bridge.z_rms`) with its p-value under the theory's own noise
+(:meth:`~companion.experiments.bridge.Bridge.z_null`) for the bridge's seeds, for the new seeds
+alone (an independent repetition) and for all of them; each network's mean offset from the kernel
+over the out-of-distribution points in units of the theory's spread over initialisations; and the
+float64 networks' shift from their float32 twins in the same units.
+
 The ``full`` run saves each (width, precision, seed) as soon as it is trained in
 ``artefacts/bridge-seeds/full/`` (:func:`companion.artefacts.resume`); it reads the bridge's own
 five seeds from the bridge's saved ``full`` run, so that run must be there.
@@ -32,11 +40,13 @@ import numpy as np
 
 from companion import artefacts, profile
 from companion.arch import MLPSpec
-from companion.data.toy import ToyData
+from companion.data.toy import ToyData, make_1d
 from companion.experiments import bridge
+from companion.stats import mean_ci
 from companion.train import fit_variants
 
-__all__ = ["Config", "CONFIGS", "config", "PRECISIONS", "train_seeds", "trained_runs"]
+__all__ = ["Config", "CONFIGS", "config", "PRECISIONS", "SETS", "train_seeds", "trained_runs", "Study", "run",
+           "summarise", "table", "reading", "check", "run_artefact", "load_artefact", "main"]
 
 #: The dtypes the study trains in, by name.
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
@@ -126,3 +136,179 @@ def trained_runs(cfg: Config, data: ToyData, grid: np.ndarray, folder: Path | No
         artefacts.resume(folder, [unit], seeds, fp, train, seeds_at_once, default_seeds_at_once=5)
         out[width, precision] = np.asarray([artefacts.load_run(folder, unit, s, fp)[cfg.label] for s in seeds])
     return out
+
+
+#: The sets of networks :class:`Study` compares with the kernel: the bridge's seeds, the new ones, both.
+SETS = ("bridge", "new", "all")
+
+
+@dataclasses.dataclass
+class Study:
+    """The bridge run that is extended, and the networks trained here."""
+
+    config: Config
+    base: bridge.Bridge
+    runs: dict[tuple[int, str], np.ndarray]  # (width, precision) -> (seeds, grid), from trained_runs
+
+    def networks(self, width: int, which: str = "all") -> np.ndarray:
+        """Predictions ``(seeds, grid)`` of the bridge's seeds, the new seeds or all of them (:data:`SETS`)."""
+        if which not in SETS:
+            raise ValueError(f"the set of networks is one of {', '.join(SETS)}, got {which!r}")
+        own = self.base.predictions[self.config.regime, width, self.config.label]
+        new = self.runs[width, "float32"]
+        return {"bridge": own, "new": new, "all": np.concatenate([own, new])}[which]
+
+    def bridge(self, width: int, which: str = "all") -> bridge.Bridge:
+        """The bridge's result with only this set of networks at ``width`` (for its z and floors)."""
+        key = (self.config.regime, width, self.config.label)
+        return dataclasses.replace(self.base, predictions={key: self.networks(width, which)})
+
+    def _standardised(self, predictions: np.ndarray) -> np.ndarray:
+        """Each network's miss at each out-of-distribution point in units of the theory's spread."""
+        mask = self.base.distance() >= self.config.base.ood_from
+        sd = np.sqrt(self.base.variance(self.config.label, "gd")[mask])
+        return (predictions[:, mask] - self.base.reference(self.config.label, "gd")[mask]) / sd
+
+    def offsets(self, width: int, which: str = "all") -> np.ndarray:
+        """Each network's mean miss over the out-of-distribution points, in units of the theory's spread."""
+        return self._standardised(self.networks(width, which)).mean(axis=1)
+
+    def precision_shift(self, width: int) -> np.ndarray:
+        """Per float64 network: RMS over the out-of-distribution points of (float64 - float32 twin), in theory spreads."""
+        f64 = self.runs[width, "float64"]
+        f32 = self.networks(width, "bridge")[:len(f64)]
+        return np.sqrt(np.mean((self._standardised(f64) - self._standardised(f32)) ** 2, axis=1))
+
+
+def run(cfg: Config | None = None, base: bridge.Bridge | None = None, folder: Path | None = None,
+        bridge_folder: Path | None = None) -> Study:
+    """Train the study's networks (saved in ``folder`` when given) next to a bridge run.
+
+    ``base`` is the bridge run to extend (e.g. the chapter's live run); without it the bridge's
+    theory regime is read from its saved run in ``bridge_folder``, which must hold every seed.
+    """
+    cfg = cfg or config()
+    if base is None:
+        if bridge_folder is None:
+            raise ValueError("give the bridge run to extend (base) or the folder of its saved run (bridge_folder)")
+        missing = [(w, s) for w in cfg.base.widths for s in range(cfg.base.seeds)
+                   if not artefacts.run_path(bridge_folder, bridge._unit(cfg.regime, w), s).is_file()]
+        if missing:
+            raise ValueError(f"the bridge's saved run in {bridge_folder} lacks {len(missing)} (width, seed) of "
+                             f"{cfg.regime}; run `python -m companion run bridge --profile full` first")
+        base = bridge.run(cfg.base, regimes=(cfg.regime,), folder=bridge_folder)
+    if base.config != cfg.base or not set(cfg.widths) <= set(cfg.base.widths):
+        raise ValueError("the bridge run to extend must have this study's configuration and widths")
+    return Study(cfg, base, trained_runs(cfg, base.data, base.grid, folder))
+
+
+def summarise(study: Study) -> dict:
+    """Per width: z, its p-value and the mean offset for each set of networks, and the float64 shift; JSON-ready."""
+    cfg, out = study.config, {}
+    null = study.base.z_null(cfg.label, "gd")
+    for width in cfg.widths:
+        row: dict = {"z_null_95": float(np.quantile(null, 0.95)), "z_null_99": float(np.quantile(null, 0.99))}
+        for which in SETS:
+            z = study.bridge(width, which).z_rms(cfg.regime, width, cfg.label, "gd")
+            offsets = mean_ci(study.offsets(width, which))
+            measure = study.bridge(width, which)
+            row[which] = {"seeds": int(study.networks(width, which).shape[0]), "z_rms": z,
+                          "gap": measure.gap(cfg.regime, width, cfg.label, "gd"),
+                          "noise_floor": measure.noise_floor(cfg.regime, width, cfg.label, "gd"),
+                          "z_p": float(np.mean(null >= z)), "offset": float(offsets.mean),
+                          "offset_lower": float(offsets.lower), "offset_upper": float(offsets.upper)}
+        row["float64_shift"] = study.precision_shift(width).tolist()
+        out[str(width)] = row
+    return out
+
+
+def _p(p: float, equals: str = "") -> str:
+    """A p-value from 20,000 draws (below 0.001 it is only known to be small), after ``equals`` if not small."""
+    return "< 0.001" if p < 0.001 else f"{equals}{p:.3f}"
+
+
+def table(results: dict) -> str:
+    """:func:`summarise`'s results as a plain-text table: per width and set of networks, seeds, z, p and offset."""
+    lines = [f"{'width':>5s} {'networks':8s} {'seeds':>5s} {'z':>5s} {'p':>7s}   mean offset [95% CI] (theory sd)"]
+    for width, row in results.items():
+        for which in SETS:
+            c = row[which]
+            lines.append(f"{width:>5s} {which:8s} {c['seeds']:5d} {c['z_rms']:5.2f} {_p(c['z_p']):>7s}   "
+                         f"{c['offset']:+.2f} [{c['offset_lower']:+.2f}, {c['offset_upper']:+.2f}]")
+        lines.append(f"{width:>5s} z within the noise: below {row['z_null_95']:.2f} (95%), {row['z_null_99']:.2f} (99%); "
+                     f"float64 twins moved by {max(row['float64_shift']):.4f} theory sd")
+    return "\n".join(lines)
+
+
+def reading(results: dict, source: str, level: float = 0.01) -> str:
+    """What :func:`summarise`'s results say, in words, for the chapter: per width whether the new
+    networks alone and all networks are within the noise (``p >= level``), and whether float32
+    rounding could explain the offsets."""
+    parts = []
+    for width, row in results.items():
+        new, every = row["new"], row["all"]
+        verdict = "within" if every["z_p"] >= level else "beyond"
+        parts.append(
+            f"at width {width} the {new['seeds']} new networks alone give z = {new['z_rms']:.2f} (p {_p(new['z_p'], '= ')}) "
+            f"and all {every['seeds']} give z = {every['z_rms']:.2f} (p {_p(every['z_p'], '= ')}), {verdict} the noise, "
+            f"with a mean offset of {every['offset']:+.2f} [{every['offset_lower']:+.2f}, {every['offset_upper']:+.2f}] "
+            f"theory sd (gap {every['gap']:.3f} of the largest target, noise floor {every['noise_floor']:.3f})")
+    shift = max(max(row["float64_shift"]) for row in results.values())
+    offset = min(abs(row["all"]["offset"]) for row in results.values())
+    rounding = ("far less than the offsets: float32 rounding does not explain them" if shift < 0.1 * offset else
+                "not small next to the offsets: float32 rounding may explain part of them")
+    return (f"On {source}, " + "; ".join(parts) + f". Trained again in float64 from the same initial weights, the "
+            f"networks moved by at most {shift:.4f} theory sd, {rounding}.")
+
+
+def check(results: dict, largest_shift: float = 0.05) -> None:
+    """Assert the chapter's claims on :func:`summarise`'s results (of the live or the saved study).
+
+    * The float64 twins were trained in float64 (they differ from their float32 networks at all)
+      from the same initial weights (by less than ``largest_shift`` of the theory's spread over
+      initialisations, where other initial weights move a network by about one spread): float32
+      rounding is not what separates the networks from the kernel.
+    * The sets of networks add up: all networks are the bridge's and the new ones.
+
+    Raises ``AssertionError`` naming the width and what fails.
+    """
+    for width, row in results.items():
+        shifts = row["float64_shift"]
+        assert shifts and min(shifts) > 0, f"width {width}: the float64 twins equal their float32 networks; was float64 on?"
+        assert max(shifts) < largest_shift, (
+            f"width {width}: the float64 twins moved by {max(shifts):.3f} theory sd, not a rounding-sized change "
+            "(other initial weights?)")
+        assert row["all"]["seeds"] == row["bridge"]["seeds"] + row["new"]["seeds"], f"width {width}: seeds do not add up"
+
+
+def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
+    """The saved ``summary.json`` of ``profile_name`` (``None`` when there is none)."""
+    return artefacts.read_summary("bridge-seeds", profile_name, folder)
+
+
+def run_artefact(profile_name: str | None = None, out: Path | None = None) -> dict:
+    """Train the study of ``profile_name`` next to the bridge's saved run of the same profile and
+    write ``summary.json`` (config, results, provenance, wall time)."""
+    name = profile_name or profile.active()
+    cfg = config(name)
+    bridge_folder = artefacts.directory("bridge", name)
+    if bridge_folder is None:
+        raise ValueError("this installation has no source checkout with the bridge's saved run to extend")
+    folder = artefacts.output_folder("bridge-seeds", name, out)
+    start = time.perf_counter()
+    study = run(cfg, folder=folder, bridge_folder=bridge_folder)
+    summary = {"experiment": "bridge-seeds", "profile": name, "config": dataclasses.asdict(cfg),
+               "results": summarise(study), "wall_seconds": time.perf_counter() - start,
+               "provenance": artefacts.provenance()}
+    artefacts.write_json(folder / "summary.json", summary)
+    print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m companion run bridge-seeds``: more seeds and float64 for the bridge's theory regime."""
+    args = artefacts.command_line(
+        "bridge-seeds", "More seeds, and float64, for the bridge's theory regime at its largest widths "
+        "(needs the bridge's saved run of the same profile).", argv)
+    run_artefact(args.profile, out=args.out)
+    return 0
