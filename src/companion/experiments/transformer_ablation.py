@@ -41,9 +41,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from companion import artefacts, profile
-from companion.data.sequences import LinearSequences, linear_sequences
+from companion.data.sequences import LinearSequences
+from companion.experiments.transformer_ablation_cells import (
+    CELLS,
+    CONFIGS,
+    MODES,
+    VARIANTS,
+    Cell,
+    Config,
+    config,
+    datasets,
+)
 from companion.train import TrainResult, fit
-from companion.transformer import Transformer, TransformerSpec
+from companion.transformer import Transformer
 
 __all__ = [
     "Cell", "CELLS", "Config", "CONFIGS", "config", "VARIANTS", "MODES", "EXPLODES", "FOLLOWS", "FITS", "train_cell",
@@ -52,8 +62,6 @@ __all__ = [
 ]
 
 EXPERIMENT = "transformer-ablation"
-VARIANTS = ("no LN", "LN first")
-MODES = ("teacher-forced", "autoregressive")
 #: "Explodes": the mean size of the prediction at i = 91..100 is more than this many times the
 #: mean size of the true values there (a line-follower gives 1, a bounded network less), for
 #: more than half of the seeds.
@@ -65,103 +73,6 @@ OVERFLOW = float(np.finfo(np.float32).max)
 #: "Fits the training range": final training MSE (median over seeds) below this fraction of the
 #: mean squared training target.
 FITS = 0.05
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    """One setting of the choices the paper leaves open (defaults: our baseline)."""
-
-    name: str
-    ln_input: str = "value"
-    positions: str = "sinusoidal"
-    blocks: str = "plain"
-    init: str = "flax"
-    sigma_b: float = 1.0
-    standardise: bool = False
-
-    def spec(self, cfg: "Config", layernorm: bool) -> TransformerSpec:
-        """The transformer of this cell, with or without the LayerNorm after the embedding."""
-        return TransformerSpec(
-            layers=cfg.layers, heads=cfg.heads, width=cfg.width, layernorm=layernorm, ln_input=self.ln_input,
-            positions=self.positions, blocks=self.blocks, init=self.init, sigma_b=self.sigma_b,
-        )
-
-    def changes(self) -> str:
-        """What differs from the baseline, in words (``"baseline"`` for none)."""
-        base = Cell("baseline")
-        words = {
-            "ln_input": {"sum": "LN on value + position"},
-            "positions": {"learned": "learned positions", "none": "no positions"},
-            "blocks": {"pre-LN": "pre-LN blocks"},
-            "init": {"kaiming": "Kaiming init"},
-            "sigma_b": {0.1: "embedding bias 0.1"},
-            "standardise": {True: "standardised values"},
-        }
-        parts = [words[f][getattr(self, f)] for f in words if getattr(self, f) != getattr(base, f)]
-        return " + ".join(parts) or "baseline"
-
-
-#: The cells: the baseline, one choice changed at a time, and one combination (see the chapter).
-CELLS = {
-    cell.name: cell
-    for cell in (
-        Cell("baseline"),
-        Cell("pre-ln-blocks", blocks="pre-LN"),
-        Cell("learned-positions", positions="learned"),
-        Cell("ln-on-sum", ln_input="sum"),
-        Cell("standardised", standardise=True),
-        Cell("no-positions", positions="none"),
-        Cell("bias-0.1", sigma_b=0.1),
-        Cell("kaiming-init", init="kaiming"),
-        Cell("paper-init-learned-positions", positions="learned", init="kaiming", sigma_b=0.1),
-    )
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-    """Sizes of the study; one instance per profile in :data:`CONFIGS`."""
-
-    cells: tuple[str, ...]
-    seeds: int
-    n_train: int
-    epochs: int
-    batch_size: int
-    n_test: int
-    n_rollout: int
-    layers: int = 2
-    heads: int = 4
-    width: int = 64
-    train_length: int = 30
-    eval_length: int = 100
-    learning_rate: float = 1e-3
-    scales: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0)
-    data_seed: int = 0
-    test_seed: int = 1
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.cells if c not in CELLS]
-        if unknown:
-            raise ValueError(f"unknown cell(s) {', '.join(unknown)}; choose from {', '.join(CELLS)}")
-
-
-CONFIGS = {
-    "ci": Config(cells=("baseline", "pre-ln-blocks"), seeds=2, n_train=128, epochs=60,
-                 batch_size=16, n_test=128, n_rollout=32),
-    "full": Config(cells=tuple(CELLS), seeds=5, n_train=256, epochs=30, batch_size=32, n_test=256, n_rollout=64),
-}
-
-
-def config(profile_name: str | None = None) -> Config:
-    """The configuration of the active profile (or of ``profile_name``)."""
-    return profile.select(CONFIGS, profile_name)
-
-
-def _data(cfg: Config) -> tuple[LinearSequences, LinearSequences]:
-    return (
-        linear_sequences(cfg.n_train, cfg.train_length, seed=cfg.data_seed),
-        linear_sequences(cfg.n_test, cfg.eval_length, seed=cfg.test_seed),
-    )
 
 
 def _unit(cell: Cell, train: LinearSequences) -> float:
@@ -193,7 +104,7 @@ def rollout(trained: TrainResult, values: np.ndarray, start: int) -> np.ndarray:
 def train_cell(cfg: Config, cell: Cell, variant: str, seeds: list[int]) -> list[dict[str, Any]]:
     """Train one (cell, variant) for ``seeds`` at once and evaluate it; one JSON-ready dict per seed."""
     start = time.perf_counter()
-    train, test = _data(cfg)
+    train, test = datasets(cfg)
     unit = _unit(cell, train)
     x, y = train.next_value_pairs()
     trained = fit(
@@ -256,7 +167,7 @@ class Study:
 
     def truth(self, rows: int | None = None) -> dict[str, np.ndarray]:
         """Mean size, signed mean and spread of the true values per predicted index (first ``rows`` sequences)."""
-        values = _data(self.config)[1].values[:rows, 1:]
+        values = datasets(self.config)[1].values[:rows, 1:]
         return {"size": np.mean(np.abs(values), 0), "signed": np.mean(values, 0), "spread": np.std(values, 0)}
 
 
@@ -304,7 +215,7 @@ def measures(study: Study, cell: str, variant: str, mode: str) -> dict[str, floa
         "truth_exponent": growth_exponent(index, truth["size"], study.config.train_length, study.config.eval_length),
         "scale_growth": float(scale[s == 1000.0][0] / scale[s == 100.0][0]) if {100.0, 1000.0} <= set(s) else float("nan"),
     }
-    targets = _data(study.config)[0].next_value_pairs()[1]  # stored losses are in the values' units
+    targets = datasets(study.config)[0].next_value_pairs()[1]  # stored losses are in the values' units
     loss = np.median([run["train_loss"] for run in study.runs[cell][variant]])
     out["train_fraction"] = float(loss / np.mean(targets**2))
     out["fits"] = float(out["train_fraction"] < FITS)
