@@ -52,6 +52,7 @@ def test_the_summary_measures_each_set_against_the_kernel(base) -> None:
     assert [out[s]["seeds"] for s in bridge_seeds.SETS] == [2, 2, 4]
     # z of the bridge's own seeds is the bridge's z
     assert out["bridge"]["z_rms"] == pytest.approx(base.z_rms("NTK, GD", 16, "LN first", "gd"))
+    assert out["bridge"]["systematic_gap"] == pytest.approx(base.systematic_gap("NTK, GD", 16, "LN first", "gd"))
     # the mean offset of all networks, by hand from the kernel's mean and spread
     mask = base.distance() >= BASE.ood_from
     sd = np.sqrt(base.kernel_var["gd", "LN first"][mask])
@@ -85,7 +86,7 @@ def test_the_command_line_knows_the_study() -> None:
 
 def _results(p_all: float = 0.3, shift: float = 0.002) -> dict:
     """Results shaped like :func:`bridge_seeds.summarise`'s, one width."""
-    cell = {"seeds": 5, "z_rms": 1.2, "z_p": p_all, "offset": -0.5, "offset_lower": -0.9, "offset_upper": -0.1,
+    cell = {"seeds": 5, "z_rms": 1.2, "z_p": p_all, "systematic_gap": 0.4, "offset": -0.5, "offset_lower": -0.9, "offset_upper": -0.1,
             "gap": 0.03, "noise_floor": 0.02}
     return {"4096": {"z_null_95": 1.7, "z_null_99": 2.1, "float64_shift": [shift],
                      "bridge": cell, "new": dict(cell, seeds=10), "all": dict(cell, seeds=15)}}

@@ -196,6 +196,26 @@ class Bridge:
         keep = sd > 0
         return float(np.sqrt(np.mean((diff[keep] / sd[keep]) ** 2)))
 
+    def systematic_gap(self, regime: str, width: int, label: str, which: str = "posterior") -> float:
+        r"""The part of the networks' miss that the seeds do not explain, in units of one network's spread.
+
+        With $u_{si}$ network ``s``'s miss at out-of-distribution point ``i`` in units of the
+        theory's spread over initialisations, $\sqrt{\max(0, \operatorname{mean}_i(\bar u_i^2 - s_i^2 / S))}$:
+        $\bar u_i^2$ overestimates the squared systematic miss by the variance of a mean of ``S``
+        networks, and the sample variance $s_i^2$ estimates that without assuming the theory's
+        spread. Unlike :meth:`z_rms`, which grows like $\sqrt{S}$ times it, it does not depend on
+        the number of seeds, so widths trained with different seeds compare; 0 for networks that
+        are draws of the infinitely wide network, up to noise.
+        """
+        mask = self._ood()
+        runs = self.predictions[regime, width, label][:, mask]
+        if runs.shape[0] < 2:
+            raise ValueError("the systematic gap needs at least two seeds (a sample variance)")
+        sd = np.sqrt(self.variance(label, which)[mask])
+        keep = sd > 0
+        u = (runs[:, keep] - self.reference(label, which)[mask][keep]) / sd[keep]
+        return float(np.sqrt(max(0.0, np.mean(u.mean(axis=0) ** 2 - u.var(axis=0, ddof=1) / u.shape[0]))))
+
     def z_null(self, label: str, which: str = "posterior") -> np.ndarray:
         r"""Draws of :meth:`z_rms` when the trained networks are draws of the infinitely wide network.
 
@@ -303,6 +323,7 @@ def summarise(result: Bridge) -> dict:
             "z_null_95": float(np.quantile(nulls[which, label], 0.95)),
             "z_null_99": float(np.quantile(nulls[which, label], 0.99)),
             "z_p": float(np.mean(nulls[which, label] >= result.z_rms(regime, width, label, which))),
+            "systematic_gap": result.systematic_gap(regime, width, label, which),
             "coverage_posterior": result.coverage(regime, width, label),
             "coverage_gd": result.coverage(regime, width, label, "gd"),
             "seconds": result.seconds[regime, width]} for label in result.labels}
