@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
 import pytest
@@ -104,9 +105,61 @@ def test_check_passes_the_claims_and_names_each_broken_one() -> None:
         bridge_seeds.check(broken)
 
 
+def test_check_full_asks_for_a_departure_that_levels_off() -> None:
+    results = _results(p_all=0.0) | {"2048": _results(p_all=0.0)["4096"]}
+    bridge_seeds.check_full(results)  # the same gap at both widths: levelled off, beyond the noise
+    results["2048"]["all"]["z_p"] = 0.2
+    with pytest.raises(AssertionError, match="width 2048: with all 15 seeds the networks should be beyond the noise"):
+        bridge_seeds.check_full(results)
+    results["2048"]["all"]["z_p"] = 0.0
+    results["4096"]["all"]["systematic_gap"] = 0.25  # 0.4 / sqrt(2) = 0.28: falls faster than 1/sqrt(width)
+    with pytest.raises(AssertionError, match="does not level off"):
+        bridge_seeds.check_full(results)
+
+
 def test_the_reading_follows_the_numbers() -> None:
     assert "within the noise" in bridge_seeds.reading(_results(p_all=0.3), "x")
     assert "beyond the noise" in bridge_seeds.reading(_results(p_all=0.0), "x")
     assert "(p < 0.001)" in bridge_seeds.reading(_results(p_all=0.0), "x")
     assert "does not explain" in bridge_seeds.reading(_results(shift=0.002), "x")
     assert "may explain" in bridge_seeds.reading(_results(shift=0.2), "x")
+
+
+@pytest.fixture
+def saved_study() -> dict:
+    """The committed full seed study's summary (the tests are skipped, saying why, without it)."""
+    summary = bridge_seeds.load_artefact("full")
+    if summary is None:
+        pytest.skip("no full seed study yet: run `python -m companion run bridge-seeds --profile full` and commit it")
+    return summary
+
+
+def test_the_committed_seed_study_passes_the_chapters_checks(saved_study) -> None:
+    full = bridge_seeds.config("full")
+    assert saved_study["config"]["extra_seeds"] == full.extra_seeds
+    assert saved_study["config"]["widths"] == list(full.widths), "the committed study has other widths; rerun it"
+    assert saved_study["config"]["base"]["seeds"] == full.base.seeds
+    bridge_seeds.check(saved_study["results"])
+    bridge_seeds.check_full(saved_study["results"])
+
+
+def test_the_committed_seed_study_is_the_summary_of_its_runs(saved_study, tmp_path, monkeypatch) -> None:
+    """``summary.json`` must be what :func:`bridge_seeds.summarise` makes of the committed runs (not stale)."""
+    def no_training(*args, **kwargs):
+        raise AssertionError("the committed study (or the bridge run it extends) is missing a run")
+
+    monkeypatch.setattr(bridge_seeds, "train_seeds", no_training)
+    monkeypatch.setattr(bridge, "_train", no_training)
+    for experiment in ("bridge", "bridge-seeds"):  # copies: a run claims its folders
+        shutil.copytree(artefacts.directory(experiment, "full") / "runs", tmp_path / experiment / "runs")
+    cfg = bridge_seeds.config("full")
+    study = bridge_seeds.run(cfg, folder=tmp_path / "bridge-seeds", bridge_folder=tmp_path / "bridge")
+    again = bridge_seeds.summarise(study)
+    assert again.keys() == saved_study["results"].keys()
+    for width, row in saved_study["results"].items():
+        for key, value in row.items():
+            if isinstance(value, dict):
+                for name, number in value.items():
+                    assert again[width][key][name] == pytest.approx(number, rel=1e-6, abs=1e-9), (width, key, name)
+            else:
+                assert again[width][key] == pytest.approx(value, rel=1e-6, abs=1e-9), (width, key)

@@ -48,7 +48,7 @@ from companion.stats import mean_ci
 from companion.train import fit_variants
 
 __all__ = ["Config", "CONFIGS", "config", "PRECISIONS", "SETS", "train_seeds", "trained_runs", "Study", "run",
-           "summarise", "table", "reading", "check", "run_artefact", "load_artefact", "main"]
+           "summarise", "table", "reading", "check", "check_full", "run_artefact", "load_artefact", "main"]
 
 #: The dtypes the study trains in, by name.
 PRECISIONS = {"float32": jnp.float32, "float64": jnp.float64}
@@ -284,6 +284,31 @@ def check(results: dict, largest_shift: float = 0.05) -> None:
             f"width {width}: the float64 twins moved by {max(shifts):.3f} theory sd, not a rounding-sized change "
             "(other initial weights?)")
         assert row["all"]["seeds"] == row["bridge"]["seeds"] + row["new"]["seeds"], f"width {width}: seeds do not add up"
+
+
+def check_full(results: dict, level: float = 0.01) -> None:
+    r"""Assert the chapter's claims on the saved ``full`` study, whose widths are the bridge's largest.
+
+    * With all seeds, the LayerNorm network is beyond the noise of its kernel prediction at every
+      width of the study (z's p-value below ``level``): a departure, not seed noise.
+    * Its systematic gap does not fall like $1/\sqrt{\text{width}}$ (the rate at which a network's
+      departure from its linearisation shrinks, Lee et al. 2019) from the narrowest width of the
+      study to the widest: at these widths it levels off.
+
+    Raises ``AssertionError`` naming what fails.
+    """
+    widths = sorted(int(w) for w in results)
+    for width in widths:
+        every = results[str(width)]["all"]
+        assert every["z_p"] < level, (
+            f"width {width}: with all {every['seeds']} seeds the networks should be beyond the noise "
+            f"(z {every['z_rms']:.2f}, p {every['z_p']:.3f})")
+    first, last = results[str(widths[0])]["all"], results[str(widths[-1])]["all"]
+    expected = first["systematic_gap"] * (widths[0] / widths[-1]) ** 0.5
+    assert last["systematic_gap"] > expected, (
+        f"the systematic gap falls from {first['systematic_gap']:.2f} at width {widths[0]} to "
+        f"{last['systematic_gap']:.2f} at {widths[-1]}, at least like 1/sqrt(width) ({expected:.2f}): "
+        "it does not level off")
 
 
 def load_artefact(profile_name: str = "full", folder: Path | None = None) -> dict | None:
