@@ -39,6 +39,7 @@ import os
 import platform
 import re
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ from companion import safe_files
 
 __all__ = [
     "ENV_VAR", "VERSIONED", "root", "directory", "output_folder", "read_summary", "command_line", "fingerprint",
-    "provenance", "write_json", "read_json", "slug", "run_path", "load_run", "save_run", "resume", "Saved", "catalogue",
+    "provenance", "write_summary", "write_json", "read_json", "slug", "run_path", "load_run", "save_run", "resume", "Saved", "catalogue",
 ]
 
 ENV_VAR = "COMPANION_ARTEFACTS"
@@ -191,6 +192,17 @@ def provenance() -> dict[str, Any]:
         "commit": commit,
         "source_modified": bool(modified) if modified is not None else None,
     }
+
+
+def write_summary(folder: Path, experiment: str, profile: str, config: Any, results: Any,
+                  started: float) -> dict[str, Any]:
+    """Write ``folder/summary.json`` of a run begun at ``time.perf_counter()`` = ``started``: experiment,
+    profile, configuration (a dataclass), results, wall time and :func:`provenance`; return it."""
+    summary = {"experiment": experiment, "profile": profile, "config": dataclasses.asdict(config),
+               "results": results, "wall_seconds": time.perf_counter() - started, "provenance": provenance()}
+    write_json(Path(folder) / "summary.json", summary)
+    print(f"wrote {Path(folder) / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
+    return summary
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:

@@ -344,12 +344,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
     start = time.perf_counter()
     cfg = config(name)
     result = run(cfg, folder=folder)
-    summary = {"experiment": "bridge", "profile": name, "config": dataclasses.asdict(cfg),
-               "results": summarise(result), "wall_seconds": time.perf_counter() - start,
-               "provenance": artefacts.provenance()}
-    artefacts.write_json(folder / "summary.json", summary)
-    print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
-    return summary
+    return artefacts.write_summary(folder, "bridge", name, cfg, summarise(result), start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

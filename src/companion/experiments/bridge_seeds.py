@@ -327,12 +327,7 @@ def run_artefact(profile_name: str | None = None, out: Path | None = None) -> di
     folder = artefacts.output_folder("bridge-seeds", name, out)
     start = time.perf_counter()
     study = run(cfg, folder=folder, bridge_folder=bridge_folder)
-    summary = {"experiment": "bridge-seeds", "profile": name, "config": dataclasses.asdict(cfg),
-               "results": summarise(study), "wall_seconds": time.perf_counter() - start,
-               "provenance": artefacts.provenance()}
-    artefacts.write_json(folder / "summary.json", summary)
-    print(f"wrote {folder / 'summary.json'} ({summary['wall_seconds']:.0f} s)")
-    return summary
+    return artefacts.write_summary(folder, "bridge-seeds", name, cfg, summarise(study), start)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
