@@ -62,7 +62,7 @@ from companion.experiments.bridge_checks import check_convergence, check_summary
 from companion.stats import MeanCI, mean_ci, rms_z_null
 from companion.train import fit_variants
 
-__all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "run", "gd_kernel_mean", "gd_kernel_ensemble",
+__all__ = ["Config", "CONFIGS", "config", "REGIMES", "Bridge", "setup", "run", "gd_kernel_mean", "gd_kernel_ensemble",
            "neural_tangents_ensemble", "ood_gap", "coverage", "summarise", "check_summary", "check_convergence", "run_artefact", "load_artefact", "main"]
 
 #: Training regimes: (parametrisation, optimiser); the learning rate comes from the configuration.
@@ -233,13 +233,17 @@ class Bridge:
                         self.config.ood_from)
 
 
+def setup(cfg: Config, regime: str, width: int) -> tuple[list[MLPSpec], str, float]:
+    """What one regime trains at ``width``: the networks (no LN, LN first), the optimiser and its learning rate."""
+    parametrisation, optimizer = REGIMES[regime]
+    base = MLPSpec(depth=cfg.depth, width=width, parametrisation=parametrisation)
+    return [base, base.replace(layernorm="first")], optimizer, cfg.adam_lr if optimizer == "adam" else cfg.gd_lr
+
+
 def _train(cfg: Config, data: ToyData, grid: np.ndarray, regime: str, width: int,
            seeds: Sequence[int]) -> dict[str, np.ndarray]:
     """Train no LN and LN first in one regime and width for these seeds: ``{label: (seeds, grid)}``."""
-    parametrisation, optimizer = REGIMES[regime]
-    lr = cfg.adam_lr if optimizer == "adam" else cfg.gd_lr
-    base = MLPSpec(depth=cfg.depth, width=width, parametrisation=parametrisation)
-    specs = [base, base.replace(layernorm="first")]
+    specs, optimizer, lr = setup(cfg, regime, width)
     trained = fit_variants(specs, data.x, data.y, seeds=list(seeds), epochs=cfg.epochs,
                            learning_rates=lr, optimizer=optimizer, desc=f"{regime}, width {width}")
     return {spec.label: result.predict(grid[:, None]) for spec, result in zip(specs, trained)}
@@ -299,6 +303,12 @@ def run(cfg: Config | None = None, regimes: Sequence[str] = tuple(REGIMES), fold
 
 # ---- the full run (widths up to 4096: a GPU's job): the summary numbers, with provenance -----------
 
+def _z(z: float, null: np.ndarray) -> dict[str, float]:
+    """z with the 95% and 99% quantiles of its null draws and its p-value (the chance of a z this large)."""
+    return {"z_rms": z, "z_null_95": float(np.quantile(null, 0.95)), "z_null_99": float(np.quantile(null, 0.99)),
+            "z_p": float(np.mean(null >= z))}
+
+
 def summarise(result: Bridge) -> dict:
     """Growth, OOD gap, noise floors, z (with its null quantiles and p-value) and coverage per regime,
     width and label, JSON-ready.
@@ -319,10 +329,7 @@ def summarise(result: Bridge) -> dict:
             "gap": result.gap(regime, width, label, which),
             "noise_floor": result.noise_floor(regime, width, label, which),
             "measured_floor": result.measured_floor(regime, width, label),
-            "z_rms": result.z_rms(regime, width, label, which),
-            "z_null_95": float(np.quantile(nulls[which, label], 0.95)),
-            "z_null_99": float(np.quantile(nulls[which, label], 0.99)),
-            "z_p": float(np.mean(nulls[which, label] >= result.z_rms(regime, width, label, which))),
+            **_z(result.z_rms(regime, width, label, which), nulls[which, label]),
             "systematic_gap": result.systematic_gap(regime, width, label, which),
             "coverage_posterior": result.coverage(regime, width, label),
             "coverage_gd": result.coverage(regime, width, label, "gd"),

@@ -77,13 +77,13 @@ def config(profile_name: str | None = None) -> Config:
     return profile.select(CONFIGS, profile_name)
 
 
-def _spec(cfg: Config, width: int) -> MLPSpec:
-    parametrisation, _ = bridge.REGIMES[cfg.regime]
-    base = MLPSpec(depth=cfg.base.depth, width=width, parametrisation=parametrisation)
-    specs = {spec.label: spec for spec in (base, base.replace(layernorm="first"))}
-    if cfg.label not in specs:
-        raise ValueError(f"the seed study trains one of {', '.join(specs)}, got {cfg.label!r}")
-    return specs[cfg.label]
+def _spec(cfg: Config, width: int) -> tuple[MLPSpec, str, float]:
+    """The network of the study at ``width``, with the bridge's optimiser and learning rate for its regime."""
+    specs, optimizer, lr = bridge.setup(cfg.base, cfg.regime, width)
+    by_label = {spec.label: spec for spec in specs}
+    if cfg.label not in by_label:
+        raise ValueError(f"the seed study trains one of {', '.join(by_label)}, got {cfg.label!r}")
+    return by_label[cfg.label], optimizer, lr
 
 
 def train_seeds(cfg: Config, data: ToyData, grid: np.ndarray, width: int, seeds: Sequence[int],
@@ -95,9 +95,7 @@ def train_seeds(cfg: Config, data: ToyData, grid: np.ndarray, width: int, seeds:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    _, optimizer = bridge.REGIMES[cfg.regime]
-    lr = cfg.base.adam_lr if optimizer == "adam" else cfg.base.gd_lr
-    spec = _spec(cfg, width)
+    spec, optimizer, lr = _spec(cfg, width)
     with jax.enable_x64(precision == "float64"):
         [result] = fit_variants([spec], data.x, data.y, seeds=list(seeds), epochs=cfg.base.epochs,
                                 learning_rates=lr, optimizer=optimizer, dtype=PRECISIONS[precision],
